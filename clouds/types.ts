@@ -1,0 +1,63 @@
+import type { Logger } from 'pino';
+import type { Image, ImageTags } from '../src/state/image.js';
+
+/** What a plugin can do beyond building and uploading. */
+export type CloudAction = 'import' | 'publish' | 'delete' | 'list';
+
+export interface CloudContext {
+  readonly log: Logger;
+  /** get credentials from the identity broker instead of the SDK's default chain */
+  readonly useBroker: boolean;
+  readonly env: NodeJS.ProcessEnv;
+  readonly workDir: string;
+}
+
+export interface ImportResult {
+  import_id: string;
+  import_region: string;
+  /** ISO timestamp */
+  imported: string;
+}
+
+export interface RegionFailure {
+  region: string;
+  error: string;
+  /** e.g. 'ResourceLimitExceeded' */
+  code?: string;
+}
+
+export interface PublishResult {
+  /** region -> image id, for every region the image is now in */
+  artifacts: Record<string, string>;
+  /** regions where publishing failed; the step exits non-zero when any */
+  failures: RegionFailure[];
+  /** ISO timestamp, set when at least one region succeeded and none failed */
+  published?: string;
+}
+
+/** An image as the cloud knows it (for prune and for finding imports). */
+export interface CloudImage {
+  region: string;
+  id: string;
+  name: string;
+  tags: Record<string, string>;
+  public: boolean;
+  created?: string;
+  lastLaunched?: string;
+  snapshotIds: string[];
+}
+
+/** One plugin per cloud, in clouds/<name>/index.ts, registered in clouds/index.ts. */
+export interface CloudPlugin {
+  readonly name: string;
+  readonly actions: ReadonlySet<CloudAction>;
+  /** the newest image imported for this variant (by project, image_key tags), if any */
+  latestImported?(image: Image, ctx: CloudContext): Promise<ImageTags | undefined>;
+  importImage?(image: Image, ctx: CloudContext): Promise<ImportResult>;
+  publishImage?(image: Image, ctx: CloudContext): Promise<PublishResult>;
+  deleteImage?(image: Image, importId: string, ctx: CloudContext): Promise<void>;
+  listImages?(filter: { project: string }, ctx: CloudContext): Promise<CloudImage[]>;
+  deleteCloudImage?(img: CloudImage, ctx: CloudContext): Promise<void>;
+  regionUrl?(image: Image, region: string, imageId: string): string;
+  launchUrl?(image: Image, region: string, imageId: string): string;
+}

@@ -1,0 +1,46 @@
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { run } from '../steps/pipeline.js';
+import { errorMessage, UserError } from '../util/errors.js';
+import { createLogger } from '../util/log.js';
+import { parseArgs } from './args.js';
+
+function repoRoot(): string {
+  if (process.env.CIB_ROOT) return process.env.CIB_ROOT;
+  // dist/src/cli/main.js -> repository root
+  return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+}
+
+async function main(): Promise<number> {
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs(process.argv.slice(2), process.env, repoRoot());
+  } catch (err) {
+    process.stderr.write(`build: error: ${errorMessage(err)}\n`);
+    return err instanceof UserError ? err.exitCode : 2;
+  }
+  if ('helpShown' in parsed) return parsed.exitCode;
+  const { options, warnings } = parsed;
+  const log = createLogger({ format: options.logFormat, debug: options.debug, color: options.color });
+  for (const w of warnings) log.warn(w);
+  try {
+    return await run(options, log);
+  } catch (err) {
+    if (err instanceof UserError) {
+      log.error(err.message);
+      return err.exitCode;
+    }
+    log.error({ err }, `unexpected error: ${errorMessage(err)}`);
+    return 1;
+  }
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`build: fatal: ${errorMessage(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,33 @@
+import type { LogFormat } from '../util/log.js';
+import type { ExtraCommand, OptionalStep, Step } from '../steps/steps.js';
+
+export const DEFAULT_RELEASES_URL = 'https://alpinelinux.org/releases.json';
+export const DEFAULT_CDN_URL = 'https://dl-cdn.alpinelinux.org/alpine';
+
+/** Everything the CLI hands to the rest of the program; checked, absolute and immutable. */
+export interface BuildOptions {
+  readonly command: Step | ExtraCommand;
+  readonly debug: boolean;
+  readonly clean: boolean;
+  readonly padUefiBinArch: readonly string[];
+  readonly custom: readonly string[];
+  readonly skip: readonly string[];
+  readonly only: readonly string[];
+  readonly revise: boolean;
+  readonly useBroker: boolean;
+  readonly color: boolean;
+  readonly parallel: number;
+  readonly vars: readonly string[];
+  readonly disable: readonly OptionalStep[];
+  readonly releasesUrl: string;
+  readonly cdnUrl: string;
+  readonly logFormat: LogFormat;
+  /** repository root (holds configs/, scripts/, packer/) */
+  readonly rootDir: string;
+  /** the work directory (default <root>/work) */
+  readonly workDir: string;
+  /** catalog: output directory */
+  readonly output?: string;
+  /** prune: really remove */
+  readonly really: boolean;
+}

@@ -1,0 +1,72 @@
+/**
+ * One resolved image variant, as written to work/images.yaml (keyed by config_key).
+ * Field names and value shapes follow alpine-cloud-images so tooling that reads its images.yaml keeps working.
+ */
+export interface ImageConfig {
+  config_key: string;
+  image_key: string;
+  release: string;
+  version: string;
+  arch: string;
+  firmware: string;
+  bootstrap: string;
+  machine?: string;
+  cloud: string;
+  project: string;
+  /** e.g. "{cloud}_alpine-3.20.3-x86_64-bios-tiny-r{revision}" ({cloud} and {revision} kept) */
+  name: string;
+  description: string;
+  end_of_life: string;
+  release_notes?: string;
+  motd: string;
+  login: string;
+  scripts: string[];
+  script_dirs: string[];
+  disk_size: string;
+  image_format: string;
+  image_format_opts?: string | null;
+  image_compress?: string | null;
+  repos: string;
+  repo_keys: string;
+  packages: { add: string; del: string; noscripts: string };
+  services: { enable: string; disable: string };
+  kernel_modules: string;
+  kernel_options: string;
+  initfs_features: string;
+  bootloader?: string;
+  storage_url?: string;
+  download_url?: string;
+  signing_cmd?: string | null;
+  signing_key?: string | null;
+  signing_passphrase_env?: string | null;
+  release_cmd?: string | null;
+  catalog_dir?: string | null;
+  access?: Record<string, boolean | null>;
+  regions?: Record<string, boolean | null>;
+  encrypted?: boolean | string;
+  qemu: {
+    machine_type?: string | null;
+    args?: string[][] | null;
+    firmware?: string | null;
+    iso_url?: string;
+    [k: string]: unknown;
+  };
+  // ---- state (filled by the state step and later steps) ----
+  revision?: number;
+  built?: string | null;
+  uploaded?: string | null;
+  imported?: string | null;
+  import_id?: string | null;
+  import_region?: string | null;
+  signed?: string | null;
+  published?: string | null;
+  released?: string | null;
+  artifacts?: Record<string, string> | null;
+  actions?: string[];
+  undo?: string[];
+  state_updated?: string;
+  [key: string]: unknown;
+}
+
+/** work/images.yaml: config_key -> resolved variant, in matrix order. */
+export type ImagesFile = Record<string, ImageConfig>;

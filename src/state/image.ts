@@ -1,0 +1,161 @@
+import { join } from 'node:path';
+import type { ImageConfig } from '../config/types.js';
+
+/** Fill `{key}` placeholders from `values`; unknown placeholders are left as they are. */
+export function fillPlaceholders(template: string, values: Record<string, unknown>): string {
+  return template.replace(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (whole, key: string) => {
+    const v = values[key];
+    return v === undefined || v === null || typeof v === 'object' ? whole : String(v);
+  });
+}
+
+/** Step timestamps and ids kept in metadata when set. */
+export const OPTIONAL_TAGS = [
+  'built',
+  'uploaded',
+  'imported',
+  'import_id',
+  'import_region',
+  'signed',
+  'published',
+  'released',
+] as const;
+
+export interface ImageTags {
+  arch: string;
+  bootstrap: string;
+  cloud: string;
+  description: string;
+  end_of_life: string;
+  firmware: string;
+  image_key: string;
+  machine?: string;
+  name: string;
+  project: string;
+  release: string;
+  revision: number;
+  version: string;
+  built?: string;
+  uploaded?: string;
+  imported?: string;
+  import_id?: string;
+  import_region?: string;
+  signed?: string;
+  published?: string;
+  released?: string;
+}
+
+/** Per-image metadata file (<image_name>.yaml): the tags plus artifacts and bookkeeping. */
+export interface ImageMetadata extends ImageTags {
+  artifacts?: Record<string, string> | null;
+  signing_key_fingerprint?: string;
+  metadata_updated: string;
+}
+
+/**
+ * Derived names and paths of one image variant. Pure: nothing here touches the disk.
+ * `revision` defaults to 0 until the state step has found the latest revision in storage.
+ */
+export class Image {
+  readonly config: ImageConfig;
+  readonly workDir: string;
+
+  constructor(config: ImageConfig, workDir: string) {
+    this.config = config;
+    this.workDir = workDir;
+  }
+
+  get revision(): number {
+    return this.config.revision ?? 0;
+  }
+
+  get vVersion(): string {
+    return this.config.version === 'edge' ? 'edge' : `v${this.config.version}`;
+  }
+
+  /** work/images/<cloud>/<image_key> */
+  get localDir(): string {
+    return join(this.workDir, 'images', this.config.cloud, this.config.image_key);
+  }
+
+  /** the Packer/QEMU build output */
+  get localImage(): string {
+    return join(this.localDir, 'image.qcow2');
+  }
+
+  /** `name` with {cloud} and {revision} filled */
+  get imageName(): string {
+    return this.nameFor(this.revision);
+  }
+
+  nameFor(revision: number | string): string {
+    return fillPlaceholders(this.config.name, { ...this.config, revision });
+  }
+
+  get imageDescription(): string {
+    return fillPlaceholders(this.config.description, { ...this.config, revision: this.revision });
+  }
+
+  /** uncompressed converted image file name: <image_name>.<image_format> */
+  get imageFile(): string {
+    return `${this.imageName}.${this.config.image_format}`;
+  }
+
+  /** what is uploaded: the converted image, compressed when image_compress is set */
+  get uploadFile(): string {
+    const c = this.config.image_compress;
+    if (!c) return this.imageFile;
+    if (c === 'tar.gz') return `${this.imageName}.tar.gz`;
+    return `${this.imageFile}.${c}`;
+  }
+
+  get imagePath(): string {
+    return join(this.localDir, this.imageFile);
+  }
+
+  get uploadPath(): string {
+    return join(this.localDir, this.uploadFile);
+  }
+
+  get metadataFile(): string {
+    return `${this.imageName}.yaml`;
+  }
+
+  get metadataPath(): string {
+    return join(this.localDir, this.metadataFile);
+  }
+
+  /** glob matching the metadata of every revision, e.g. "aws_alpine-3.20.3-...-r*.yaml" */
+  get metadataGlob(): string {
+    return `${this.nameFor('*')}.yaml`;
+  }
+
+  get storageUrl(): string | undefined {
+    return this.config.storage_url;
+  }
+
+  /** The tags every cloud image and metadata file carries. */
+  tags(): ImageTags {
+    const c = this.config;
+    const t: ImageTags = {
+      arch: c.arch,
+      bootstrap: c.bootstrap,
+      cloud: c.cloud,
+      description: this.imageDescription,
+      end_of_life: c.end_of_life,
+      firmware: c.firmware,
+      image_key: c.image_key,
+      ...(c.machine ? { machine: c.machine } : {}),
+      name: this.imageName,
+      project: c.project,
+      release: c.release,
+      revision: this.revision,
+      version: c.version,
+    };
+    for (const k of OPTIONAL_TAGS) {
+      const v = c[k];
+      if (typeof v === 'string' && v) t[k] = v;
+    }
+    return t;
+  }
+}

@@ -1,0 +1,68 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+
+/**
+ * Write a file atomically: write a temporary sibling, fsync it, rename it over the target,
+ * then fsync the directory. Readers see either the old or the new content, never a torn file.
+ */
+export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  const dir = dirname(path);
+  await mkdir(dir, { recursive: true });
+  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const fh = await open(tmp, 'w', mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  await syncDir(dir);
+}
+
+export async function syncDir(dir: string): Promise<void> {
+  try {
+    const dh = await open(dir, 'r');
+    try {
+      await dh.sync();
+    } finally {
+      await dh.close();
+    }
+  } catch {
+    // some filesystems do not support fsync on directories; the rename is still atomic
+  }
+}
+
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export type HashAlgorithm = 'sha256' | 'sha512';
+
+/** Hex digest of a file, streamed. */
+export async function hashFile(path: string, algorithm: HashAlgorithm = 'sha512'): Promise<string> {
+  const hash = createHash(algorithm);
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** Parse a checksum file: `<hex>` or `<hex>  <file>` (the first token is the digest). */
+export function parseChecksum(text: string): string {
+  const token = text.trim().split(/\s+/)[0] ?? '';
+  if (!/^[0-9a-f]{64}([0-9a-f]{64})?$/i.test(token)) {
+    throw new Error(`not a sha256/sha512 checksum: ${JSON.stringify(text.slice(0, 80))}`);
+  }
+  return token.toLowerCase();
+}

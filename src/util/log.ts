@@ -1,0 +1,54 @@
+import pino, { type Logger } from 'pino';
+import pretty from 'pino-pretty';
+
+export type LogFormat = 'pretty' | 'json';
+export type { Logger };
+
+export interface LogOptions {
+  format: LogFormat;
+  debug: boolean;
+  color: boolean;
+  /** where log lines go; stderr by default so stdout stays for reports */
+  fd?: number;
+}
+
+/** Keys whose values are never written to logs, wherever they appear in a log object. */
+export const REDACT_PATHS = [
+  'apiKey',
+  '*.apiKey',
+  'secretAccessKey',
+  '*.secretAccessKey',
+  'sessionToken',
+  '*.sessionToken',
+  'credentials',
+  '*.credentials',
+  'password',
+  '*.password',
+  'passphrase',
+  '*.passphrase',
+  'headers["x-api-key"]',
+  '*.headers["x-api-key"]',
+];
+
+export function createLogger(opts: LogOptions): Logger {
+  const level = opts.debug ? 'debug' : 'info';
+  const fd = opts.fd ?? 2;
+  const redact = { paths: REDACT_PATHS, censor: '[redacted]' };
+  if (opts.format === 'json') {
+    return pino({ level, redact, base: undefined }, pino.destination({ fd, sync: true }));
+  }
+  const stream = pretty({
+    colorize: opts.color,
+    sync: true,
+    destination: fd,
+    translateTime: 'HH:MM:ss',
+    ignore: 'pid,hostname',
+    singleLine: true,
+  });
+  return pino({ level, redact, base: undefined }, stream);
+}
+
+/** A logger that discards everything (for unit tests and library use). */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}
