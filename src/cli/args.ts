@@ -1,7 +1,6 @@
 import { statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { UsageError } from '../util/errors.js';
 import {
   EXTRA_COMMANDS,
   type ExtraCommand,
@@ -11,6 +10,7 @@ import {
   STEPS,
   type Step,
 } from '../steps/steps.js';
+import { UsageError } from '../util/errors.js';
 import { type BuildOptions, DEFAULT_CDN_URL, DEFAULT_RELEASES_URL } from './options.js';
 
 export interface ParsedArgs {
@@ -81,7 +81,9 @@ function makeProgram(env: NodeJS.ProcessEnv): Command {
         .env('ALPINE_CDN_URL')
         .default(DEFAULT_CDN_URL),
     )
-    .addOption(new Option('--log-format <format>', 'log format').choices(['pretty', 'json']).default('pretty'))
+    .addOption(
+      new Option('--log-format <format>', 'log format').choices(['pretty', 'json']).default('pretty'),
+    )
     .addOption(new Option('--work-dir <dir>', 'work directory (default: <repo>/work)').env('BUILD_WORK_DIR'))
     .option('--output <dir>', 'catalog: output directory (default: work/catalog or catalog_dir)')
     .option('--really', 'prune: really remove what the policy selects (default: list only)', false)

@@ -1,5 +1,5 @@
-import type { LogFormat } from '../util/log.js';
 import type { ExtraCommand, OptionalStep, Step } from '../steps/steps.js';
+import type { LogFormat } from '../util/log.js';
 
 export const DEFAULT_RELEASES_URL = 'https://alpinelinux.org/releases.json';
 export const DEFAULT_CDN_URL = 'https://dl-cdn.alpinelinux.org/alpine';

@@ -1,5 +1,15 @@
 /** The build steps, in order. `./build STEP` runs every step up to and including STEP. */
-export const STEPS = ['configs', 'state', 'rollback', 'local', 'upload', 'import', 'sign', 'publish', 'release'] as const;
+export const STEPS = [
+  'configs',
+  'state',
+  'rollback',
+  'local',
+  'upload',
+  'import',
+  'sign',
+  'publish',
+  'release',
+] as const;
 export type Step = (typeof STEPS)[number];
 
 /** Steps that act on images (planned per image by the state step). */
