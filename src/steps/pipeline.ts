@@ -1,8 +1,224 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { getCloud } from '../../clouds/index.js';
+import type { CloudContext, RegionFailure } from '../../clouds/types.js';
 import type { BuildOptions } from '../cli/options.js';
+import { selectVariants, writeImagesYaml } from '../config/index.js';
+import type { ImagesFile } from '../config/types.js';
+import { prune, writeCatalog } from '../release/index.js';
+import { Image } from '../state/image.js';
+import { planActions } from '../state/plan.js';
+import { type ImageState, refreshState } from '../state/refresh.js';
+import { createStoragePool } from '../storage/index.js';
+import { lockWorkDir } from '../util/lock.js';
+import { configsStep } from './configs.js';
+import type { RunContext, StepFailure } from './context.js';
+import { runRollback, runStep, undoImage } from './image-steps.js';
+import { failureTable, planTable, regionTable } from './report.js';
+import { IMAGE_STEPS } from './steps.js';
+
+export interface RunDeps {
+  /** where reports (plan table, summaries) go; stdout by default */
+  readonly out?: (text: string) => void;
+  readonly now?: () => Date;
+}
 
 /** Run the state machine up to options.command. Returns the process exit code. */
-export async function run(options: BuildOptions, log: Logger): Promise<number> {
-  log.info({ command: options.command }, 'not implemented yet');
+export async function run(options: BuildOptions, log: Logger, deps: RunDeps = {}): Promise<number> {
+  const out = deps.out ?? ((t: string) => process.stdout.write(`${t}\n`));
+  const now = deps.now ?? (() => new Date());
+  await mkdir(options.workDir, { recursive: true });
+  const lock = await lockWorkDir(options.workDir, `build ${process.argv.slice(2).join(' ')}`);
+  try {
+    const images = await configsStep(options, log, now());
+    if (options.command === 'configs') return 0;
+
+    const pool = createStoragePool({ log, env: process.env });
+    const cloudContext: CloudContext = {
+      log,
+      useBroker: options.useBroker,
+      env: process.env,
+      workDir: options.workDir,
+    };
+    const ctx: RunContext = { options, log, pool, cloud: getCloud, cloudContext, now };
+    try {
+      return await runCommand(images, ctx, out);
+    } finally {
+      log.debug({ sshConnections: pool.stats().sshConnections }, 'storage connections');
+      await pool.close();
+    }
+  } finally {
+    await lock.release();
+  }
+}
+
+async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) => void): Promise<number> {
+  const { options, log } = ctx;
+  const all = Object.values(images).map((c) => new Image(c, options.workDir));
+
+  if (options.command === 'catalog') {
+    const outDir = options.output ?? catalogDir(all) ?? join(options.workDir, 'catalog');
+    const files = await writeCatalog({ images: all, pool: ctx.pool, outDir, log });
+    for (const f of files) out(f);
+    return 0;
+  }
+  if (options.command === 'prune') {
+    const items = await prune({
+      images: all,
+      pool: ctx.pool,
+      clouds: ctx.cloud,
+      cloudContext: ctx.cloudContext,
+      really: options.really,
+      now: ctx.now(),
+      log,
+    });
+    if (items.length === 0) out('nothing to prune');
+    for (const i of items)
+      out(`${i.removed ? 'removed' : 'would remove'}  ${i.where}  ${i.what}  (${i.reason})`);
+    return 0;
+  }
+
+  const target = options.command;
+  const selected = selectVariants(images, options.only, options.skip).map(
+    (c) => new Image(c, options.workDir),
+  );
+  const byKey = new Map(all.map((i) => [i.config.config_key, i]));
+  const chosen = selected.map((s) => byKey.get(s.config.config_key) ?? s);
+
+  const states = await refreshState(chosen, {
+    target,
+    disable: options.disable,
+    revise: options.revise,
+    pool: ctx.pool,
+    cloudActions: (cloud) => ctx.cloud(cloud).actions,
+    parallel: options.parallel,
+    log,
+  });
+  if (target === 'state') addRollbackPreview(states, ctx);
+  for (const s of states) {
+    for (const n of s.plan.notes) log.info({ image: s.image.imageName }, n);
+  }
+
+  // --revise: start the new revision (the old revision's local files go, unless only reporting)
+  for (const s of states.filter((x) => x.plan.revised)) {
+    if (target !== 'state') {
+      await undoImage(s.image, s.plan.undo, ctx);
+      Object.assign(s.image.config, {
+        revision: s.plan.revision,
+        built: null,
+        uploaded: null,
+        imported: null,
+        import_id: null,
+        import_region: null,
+        signed: null,
+        published: null,
+        released: null,
+        artifacts: null,
+        signing_key_fingerprint: null,
+      });
+      log.warn({ image: s.image.imageName }, `revision bumped to r${s.plan.revision}`);
+    } else {
+      log.warn({ image: s.image.nameFor(s.plan.revision) }, `would bump revision to r${s.plan.revision}`);
+    }
+  }
+
+  await writeImagesYaml(join(options.workDir, 'images.yaml'), images);
+  out(planTable(states));
+
+  if (target === 'state') return 0;
+
+  if (target === 'rollback') {
+    for (const s of states.filter((x) => x.plan.rollbackBlocked)) {
+      log.warn({ image: s.image.imageName }, `rollback refused: ${s.plan.notes.join('; ')}`);
+    }
+    const todo = states.filter((s) => !s.plan.rollbackBlocked && s.plan.undo.length > 0);
+    if (todo.length === 0) {
+      out('nothing to do');
+      return 0;
+    }
+    const failures = await runRollback(
+      todo.map((s) => ({ image: s.image, undo: s.plan.undo })),
+      ctx,
+    );
+    await writeImagesYaml(join(options.workDir, 'images.yaml'), images);
+    return finish(failures, [], out);
+  }
+
+  if (states.every((s) => s.plan.actions.length === 0)) {
+    out('nothing to do');
+    return 0;
+  }
+
+  const failed = new Set<string>();
+  const failures: StepFailure[] = [];
+  const regionFailures: { image: string; failures: RegionFailure[] }[] = [];
+  for (const step of IMAGE_STEPS) {
+    const todo = states
+      .filter((s) => s.plan.actions.includes(step) && !failed.has(s.image.config.config_key))
+      .map((s) => s.image);
+    const outcome = await runStep(step, todo, ctx);
+    for (const f of outcome.failures) failed.add(f.configKey);
+    failures.push(...outcome.failures);
+    regionFailures.push(...outcome.regionFailures);
+    await writeImagesYaml(join(options.workDir, 'images.yaml'), images);
+  }
+
+  if (target === 'release' && states.some((s) => s.plan.actions.includes('release'))) {
+    const dir = options.output ?? catalogDir(all);
+    if (dir) {
+      const files = await writeCatalog({ images: all, pool: ctx.pool, outDir: dir, log });
+      log.info({ files }, `release catalog written to ${dir}`);
+    }
+  }
+  return finish(failures, regionFailures, out);
+}
+
+/** For `state`: show what a rollback would undo, without doing it. */
+function addRollbackPreview(states: ImageState[], ctx: RunContext): void {
+  for (const s of states) {
+    const c = s.image.config;
+    const preview = planActions({
+      target: 'rollback',
+      revision: s.image.revision,
+      built: c.built,
+      uploaded: c.uploaded,
+      imported: c.imported,
+      signed: c.signed,
+      published: c.published,
+      released: c.released,
+      localBuild: Boolean(c.built),
+      disable: [],
+      revise: false,
+      cloudActions: ctx.cloud(c.cloud).actions,
+      canSign: false,
+    });
+    s.plan.undo.splice(0, s.plan.undo.length, ...preview.undo);
+    s.plan.rollbackBlocked = preview.rollbackBlocked;
+  }
+}
+
+function catalogDir(images: readonly Image[]): string | undefined {
+  for (const i of images) {
+    const d = i.config.catalog_dir;
+    if (typeof d === 'string' && d) return d;
+  }
+  return undefined;
+}
+
+function finish(
+  failures: readonly StepFailure[],
+  regionFailures: readonly { image: string; failures: RegionFailure[] }[],
+  out: (t: string) => void,
+): number {
+  if (regionFailures.length > 0) {
+    out('\nPublishing failed in these regions:');
+    out(regionTable(regionFailures));
+  }
+  if (failures.length > 0) {
+    out('\nFailed:');
+    out(failureTable(failures));
+    return 1;
+  }
   return 0;
 }

@@ -1,0 +1,130 @@
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import pLimit from 'p-limit';
+import type { Logger } from 'pino';
+import type { OptionalStep, Step } from '../steps/steps.js';
+import type { StoragePool } from '../storage/types.js';
+import { errorMessage, UserError } from '../util/errors.js';
+import { exists } from '../util/fs.js';
+import type { Image, ImageMetadata } from './image.js';
+import { applyMetadata, clearState, readMetadata, revisionFromName } from './metadata.js';
+import { type Plan, planActions } from './plan.js';
+
+export interface StateContext {
+  readonly target: Step;
+  readonly disable: readonly OptionalStep[];
+  readonly revise: boolean;
+  readonly pool: StoragePool;
+  /** actions supported by a cloud's plugin */
+  readonly cloudActions: (cloud: string) => ReadonlySet<string>;
+  readonly parallel: number;
+  readonly log: Logger;
+}
+
+export interface ImageState {
+  readonly image: Image;
+  readonly plan: Plan;
+  /** where the latest revision's metadata came from */
+  readonly source: 'storage' | 'local' | 'none';
+}
+
+async function localRevisions(image: Image): Promise<number[]> {
+  let files: string[];
+  try {
+    files = await readdir(image.localDir);
+  } catch {
+    return [];
+  }
+  return files.map((f) => revisionFromName(image, f)).filter((r): r is number => r !== undefined);
+}
+
+function newer(a: ImageMetadata | undefined, b: ImageMetadata | undefined): boolean {
+  if (!a) return false;
+  if (!b) return true;
+  return String(a.metadata_updated ?? '') > String(b.metadata_updated ?? '');
+}
+
+/**
+ * Find the latest revision of one variant in storage and locally, load its metadata (storage wins unless the
+ * local copy is newer, e.g. after a crash between the local write and the upload), and put it in image.config.
+ */
+export async function loadLatestMetadata(image: Image, pool: StoragePool): Promise<ImageState['source']> {
+  clearState(image);
+  const storage = image.storageUrl ? pool.get(image.storageUrl) : undefined;
+  const remoteFiles = storage ? await storage.list(image.metadataGlob) : [];
+  const remote = remoteFiles
+    .map((f) => revisionFromName(image, f))
+    .filter((r): r is number => r !== undefined);
+  const local = await localRevisions(image);
+  if (remote.length === 0 && local.length === 0) return 'none';
+  const latest = Math.max(...remote, ...local);
+  image.config.revision = latest;
+  const file = image.metadataFile;
+  const localMeta = local.includes(latest) ? await readMetadata(image.metadataPath) : undefined;
+  let meta = localMeta;
+  let source: ImageState['source'] = 'local';
+  if (storage && remote.includes(latest)) {
+    const tmpDir = join(image.localDir, '.remote');
+    await mkdir(tmpDir, { recursive: true });
+    try {
+      await storage.retrieve(tmpDir, [file], { checksum: true });
+      const remoteMeta = await readMetadata(join(tmpDir, file));
+      if (!localMeta || !newer(localMeta, remoteMeta)) {
+        await rename(join(tmpDir, file), image.metadataPath);
+        if (await exists(join(tmpDir, `${file}.sha512`))) {
+          await rename(join(tmpDir, `${file}.sha512`), `${image.metadataPath}.sha512`);
+        }
+        meta = remoteMeta;
+        source = 'storage';
+      }
+    } finally {
+      await rm(tmpDir, { recursive: true, force: true });
+    }
+  }
+  if (!meta) return 'none';
+  if (Number(meta.revision) !== latest) {
+    throw new UserError(
+      `${image.metadataFile}: metadata says revision ${String(meta.revision)}, its name says r${latest}`,
+    );
+  }
+  applyMetadata(image, meta);
+  return source;
+}
+
+/** The state step: load every selected variant's latest metadata and plan its actions (parallel, bounded). */
+export async function refreshState(images: readonly Image[], ctx: StateContext): Promise<ImageState[]> {
+  const limit = pLimit(Math.max(ctx.parallel, 8));
+  return Promise.all(
+    images.map((image) =>
+      limit(async () => {
+        let source: ImageState['source'];
+        try {
+          source = await loadLatestMetadata(image, ctx.pool);
+        } catch (err) {
+          throw err instanceof UserError
+            ? err
+            : new UserError(`${image.config.config_key}: cannot load state: ${errorMessage(err)}`);
+        }
+        const c = image.config;
+        const plan = planActions({
+          target: ctx.target,
+          revision: image.revision,
+          built: c.built,
+          uploaded: c.uploaded,
+          imported: c.imported,
+          signed: c.signed,
+          published: c.published,
+          released: c.released,
+          localBuild: await exists(image.uploadPath),
+          disable: ctx.disable,
+          revise: ctx.revise,
+          cloudActions: ctx.cloudActions(c.cloud),
+          canSign: Boolean(c.signing_cmd || c.signing_key),
+        });
+        c.actions = plan.actions;
+        c.undo = plan.undo;
+        return { image, plan, source };
+      }),
+    ),
+  );
+}

@@ -1,0 +1,211 @@
+import { rm } from 'node:fs/promises';
+import pLimit from 'p-limit';
+import type { RegionFailure } from '../../clouds/types.js';
+import { buildLocal } from '../build/index.js';
+import { releaseImage, signImage } from '../release/index.js';
+import type { Image } from '../state/image.js';
+import type { UndoAction } from '../state/plan.js';
+import { errorMessage, UserError } from '../util/errors.js';
+import { exists } from '../util/fs.js';
+import type { RunContext, StepFailure } from './context.js';
+import { revisionFiles, saveMetadata } from './persist.js';
+import type { ImageStep } from './steps.js';
+
+export interface StepOutcome {
+  failures: StepFailure[];
+  regionFailures: { image: string; failures: RegionFailure[] }[];
+}
+
+function failure(image: Image, step: string, err: unknown): StepFailure {
+  return { configKey: image.config.config_key, imageName: image.imageName, step, error: errorMessage(err) };
+}
+
+/**
+ * Run `fn` for every image, at most options.parallel at once, logging progress; a failing image is recorded and
+ * the others go on.
+ */
+async function forEachImage(
+  step: string,
+  images: readonly Image[],
+  ctx: RunContext,
+  fn: (image: Image) => Promise<void>,
+): Promise<StepFailure[]> {
+  const limit = pLimit(ctx.options.parallel);
+  const failures: StepFailure[] = [];
+  let done = 0;
+  await Promise.all(
+    images.map((image) =>
+      limit(async () => {
+        const started = Date.now();
+        ctx.log.info({ step, image: image.imageName }, `${step}: ${image.imageName} started`);
+        try {
+          await fn(image);
+          done++;
+          ctx.log.info(
+            { step, image: image.imageName, seconds: (Date.now() - started) / 1000 },
+            `${step}: ${image.imageName} done (${done}/${images.length})`,
+          );
+        } catch (err) {
+          done++;
+          failures.push(failure(image, step, err));
+          ctx.log.error(
+            { step, image: image.imageName },
+            `${step}: ${image.imageName} failed (${done}/${images.length}): ${errorMessage(err)}`,
+          );
+        }
+      }),
+    ),
+  );
+  return failures;
+}
+
+async function stepLocal(images: readonly Image[], ctx: RunContext): Promise<StepFailure[]> {
+  const results = await buildLocal(images, { log: ctx.log, options: ctx.options });
+  const byKey = new Map(results.map((r) => [r.configKey, r]));
+  const failures: StepFailure[] = [];
+  for (const image of images) {
+    const r = byKey.get(image.config.config_key);
+    if (!r?.ok) {
+      const why = r?.error ?? 'no result from the build';
+      failures.push(failure(image, 'local', `${why}${r ? ` (log: ${r.logFile})` : ''}`));
+      continue;
+    }
+    image.config.built = ctx.now().toISOString();
+    await saveMetadata(image, ctx);
+  }
+  return failures;
+}
+
+async function upload(image: Image, ctx: RunContext): Promise<void> {
+  if (!image.storageUrl) throw new UserError(`${image.config.config_key}: no storage_url configured`);
+  if (!(await exists(image.uploadPath))) {
+    throw new UserError(`${image.uploadPath}: local image missing; run the local step (or --revise)`);
+  }
+  const storage = ctx.pool.get(image.storageUrl);
+  await storage.store(image.localDir, [image.uploadFile], { checksum: true });
+  image.config.uploaded = ctx.now().toISOString();
+  await saveMetadata(image, ctx);
+}
+
+/** The converted image must be local for import; fetch it from storage when it was built elsewhere. */
+async function ensureLocalImage(image: Image, ctx: RunContext): Promise<void> {
+  if (await exists(image.imagePath)) return;
+  if (image.config.image_compress) {
+    throw new UserError(
+      `${image.imagePath}: not built on this machine and stored compressed; rebuild with ./build local --revise`,
+    );
+  }
+  if (!image.storageUrl)
+    throw new UserError(`${image.imagePath}: missing and no storage_url to fetch it from`);
+  ctx.log.info({ image: image.imageName }, `retrieving ${image.imageFile} from storage`);
+  await ctx.pool.get(image.storageUrl).retrieve(image.localDir, [image.imageFile], { checksum: true });
+}
+
+async function importImage(image: Image, ctx: RunContext): Promise<void> {
+  const plugin = ctx.cloud(image.config.cloud);
+  if (!plugin.importImage) throw new UserError(`cloud ${plugin.name} cannot import images`);
+  await ensureLocalImage(image, ctx);
+  const r = await plugin.importImage(image, ctx.cloudContext);
+  Object.assign(image.config, {
+    imported: r.imported,
+    import_id: r.import_id,
+    import_region: r.import_region,
+  });
+  await saveMetadata(image, ctx);
+}
+
+async function sign(image: Image, ctx: RunContext): Promise<void> {
+  const r = await signImage(image, { log: ctx.log, env: process.env });
+  if (image.storageUrl && image.config.uploaded && r.files.length > 0) {
+    await ctx.pool.get(image.storageUrl).store(image.localDir, r.files, { checksum: false });
+  }
+  image.config.signed = r.signed;
+  if (r.fingerprint) image.config.signing_key_fingerprint = r.fingerprint;
+  await saveMetadata(image, ctx);
+}
+
+async function release(image: Image, ctx: RunContext): Promise<void> {
+  await releaseImage(image, { log: ctx.log, env: process.env });
+  image.config.released = ctx.now().toISOString();
+  await saveMetadata(image, ctx);
+}
+
+/** Run one forward step over the images whose plan includes it. */
+export async function runStep(
+  step: ImageStep,
+  images: readonly Image[],
+  ctx: RunContext,
+): Promise<StepOutcome> {
+  const regionFailures: StepOutcome['regionFailures'] = [];
+  if (images.length === 0) return { failures: [], regionFailures };
+  ctx.log.info({ step, images: images.length }, `${step}: ${images.length} image(s)`);
+  switch (step) {
+    case 'local':
+      return { failures: await stepLocal(images, ctx), regionFailures };
+    case 'upload':
+      return { failures: await forEachImage(step, images, ctx, (i) => upload(i, ctx)), regionFailures };
+    case 'import':
+      return { failures: await forEachImage(step, images, ctx, (i) => importImage(i, ctx)), regionFailures };
+    case 'sign':
+      return { failures: await forEachImage(step, images, ctx, (i) => sign(i, ctx)), regionFailures };
+    case 'release':
+      return { failures: await forEachImage(step, images, ctx, (i) => release(i, ctx)), regionFailures };
+    case 'publish': {
+      const failures = await forEachImage(step, images, ctx, async (image) => {
+        const plugin = ctx.cloud(image.config.cloud);
+        if (!plugin.publishImage) throw new UserError(`cloud ${plugin.name} cannot publish images`);
+        const r = await plugin.publishImage(image, ctx.cloudContext);
+        image.config.artifacts = { ...(image.config.artifacts ?? {}), ...r.artifacts };
+        if (r.failures.length > 0) {
+          regionFailures.push({ image: image.imageName, failures: r.failures });
+        } else {
+          image.config.published = r.published ?? ctx.now().toISOString();
+        }
+        await saveMetadata(image, ctx);
+        if (r.failures.length > 0) {
+          throw new Error(`publishing failed in ${r.failures.map((f) => f.region).join(', ')}`);
+        }
+      });
+      return { failures, regionFailures };
+    }
+  }
+}
+
+/** Undo (rollback, or the local files of a revision bumped by --revise). */
+export async function undoImage(image: Image, undo: readonly UndoAction[], ctx: RunContext): Promise<void> {
+  const c = image.config;
+  if (undo.includes('import') && c.import_id) {
+    const plugin = ctx.cloud(c.cloud);
+    if (!plugin.deleteImage) throw new UserError(`cloud ${plugin.name} cannot delete imported images`);
+    ctx.log.warn({ image: image.imageName }, `deleting imported image ${c.import_id}`);
+    await plugin.deleteImage(image, c.import_id, ctx.cloudContext);
+    Object.assign(c, { imported: null, import_id: null, import_region: null });
+  }
+  if (undo.includes('upload') && image.storageUrl) {
+    ctx.log.warn({ image: image.imageName }, `removing uploaded files from ${image.storageUrl}`);
+    // metadata first: a crash part-way leaves files with no metadata, which the next run uploads again
+    const files = revisionFiles(image);
+    const meta = files.filter((f) => f.startsWith(image.metadataFile));
+    const rest = files.filter((f) => !f.startsWith(image.metadataFile));
+    const storage = ctx.pool.get(image.storageUrl);
+    await storage.remove(meta);
+    await storage.remove(rest);
+    c.uploaded = null;
+  }
+  if (undo.includes('local')) {
+    ctx.log.warn({ image: image.imageName }, `removing local build directory ${image.localDir}`);
+    await rm(image.localDir, { recursive: true, force: true });
+    c.built = null;
+  }
+}
+
+export async function runRollback(
+  images: readonly { image: Image; undo: readonly UndoAction[] }[],
+  ctx: RunContext,
+): Promise<StepFailure[]> {
+  const todo = images.filter((i) => i.undo.length > 0);
+  const byImage = new Map(todo.map((t) => [t.image, t.undo]));
+  return forEachImage('rollback', [...byImage.keys()], ctx, (image) =>
+    undoImage(image, byImage.get(image)!, ctx),
+  );
+}

@@ -1,0 +1,20 @@
+import type { Image } from '../state/image.js';
+import { writeMetadata } from '../state/metadata.js';
+import type { RunContext } from './context.js';
+
+/**
+ * Save the image's metadata locally (atomically, with .sha512) and, once the image has been uploaded, in storage
+ * too. Storage always gets the metadata after the files it describes.
+ */
+export async function saveMetadata(image: Image, ctx: RunContext): Promise<void> {
+  await writeMetadata(image, ctx.now());
+  if (image.config.uploaded && image.storageUrl) {
+    await ctx.pool.get(image.storageUrl).store(image.localDir, [image.metadataFile], { checksum: true });
+  }
+}
+
+/** Every file of one revision in storage. */
+export function revisionFiles(image: Image): string[] {
+  const up = image.uploadFile;
+  return [up, `${up}.sha512`, `${up}.asc`, image.metadataFile, `${image.metadataFile}.sha512`];
+}
