@@ -71,26 +71,29 @@ function makeProgram(env: NodeJS.ProcessEnv): Command {
     .option('--parallel <n>', 'process N images in parallel', '1')
     .option('--vars <file...>', 'supply Packer with -var-file(s)')
     .option('--disable <step...>', `disable optional steps (${OPTIONAL_STEPS.join(', ')})`)
-    .addOption(
-      new Option('--releases-url <url>', 'Alpine releases.json (https:// or file://)')
-        .env('ALPINE_RELEASES_URL')
-        .default(DEFAULT_RELEASES_URL),
+    .option(
+      '--releases-url <url>',
+      `Alpine releases.json, https:// or file:// (env ALPINE_RELEASES_URL; default ${DEFAULT_RELEASES_URL})`,
+      env.ALPINE_RELEASES_URL || DEFAULT_RELEASES_URL,
     )
-    .addOption(
-      new Option('--cdn-url <url>', 'Alpine mirror base URL (https:// or file://)')
-        .env('ALPINE_CDN_URL')
-        .default(DEFAULT_CDN_URL),
+    .option(
+      '--cdn-url <url>',
+      `Alpine mirror base URL, https:// or file:// (env ALPINE_CDN_URL; default ${DEFAULT_CDN_URL})`,
+      env.ALPINE_CDN_URL || DEFAULT_CDN_URL,
     )
     .addOption(
       new Option('--log-format <format>', 'log format').choices(['pretty', 'json']).default('pretty'),
     )
-    .addOption(new Option('--work-dir <dir>', 'work directory (default: <repo>/work)').env('BUILD_WORK_DIR'))
+    .option(
+      '--work-dir <dir>',
+      'work directory (env BUILD_WORK_DIR; default <repo>/work)',
+      env.BUILD_WORK_DIR,
+    )
     .option('--output <dir>', 'catalog: output directory (default: work/catalog or catalog_dir)')
     .option('--really', 'prune: really remove what the policy selects (default: list only)', false)
     .addHelpText('after', stepsHelp())
     .showSuggestionAfterError(true)
     .allowExcessArguments(false);
-  void env;
   return program;
 }
 
