@@ -1,0 +1,155 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { errorMessage, UserError } from '../util/errors.js';
+import { hashFile, parseChecksum, syncDir, writeFileAtomic } from '../util/fs.js';
+import { filterNames } from './glob.js';
+import type { Storage } from './types.js';
+
+/** Thrown by backends when an object does not exist (mapped to a clear UserError by BaseStorage). */
+export class NotFoundError extends Error {
+  constructor(what: string) {
+    super(`${what}: not found`);
+    this.name = 'NotFoundError';
+  }
+}
+
+/** A hidden temporary sibling name for `name`, unique per process and call. */
+export function tempName(name: string): string {
+  return `.${name}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+}
+
+export function checkFileName(url: string, name: string): void {
+  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
+    throw new UserError(`${url}: "${name}" is not a plain file name`);
+  }
+}
+
+/**
+ * The behaviour shared by every backend (checksums, atomic local writes, globbing, error wording);
+ * subclasses only move bytes.
+ */
+export abstract class BaseStorage implements Storage {
+  readonly url: string;
+  protected readonly log: Logger;
+
+  constructor(url: string, log: Logger) {
+    this.url = url;
+    this.log = log;
+  }
+
+  /** Copy a local file to `name` so that no reader ever sees a partial object. */
+  protected abstract putFile(localPath: string, name: string): Promise<void>;
+  /** Copy object `name` to the local path (which does not exist yet). NotFoundError when missing. */
+  protected abstract getFile(name: string, localPath: string): Promise<void>;
+  /** Read a small object into memory. NotFoundError when missing. */
+  protected abstract readSmall(name: string): Promise<Buffer>;
+  /** Names in the directory; [] when it does not exist. */
+  protected abstract listNames(): Promise<string[]>;
+  /** Remove one object; missing is not an error. */
+  protected abstract removeName(name: string): Promise<void>;
+  /** Turn a backend error into a one-line message (without the URL). */
+  protected abstract describe(err: unknown): string;
+
+  protected where(name?: string): string {
+    return name === undefined ? this.url : `${this.url.replace(/\/+$/, '')}/${name}`;
+  }
+
+  /** Run a backend operation; anything but a UserError becomes one UserError naming the URL. */
+  protected async guard<T>(what: string, name: string | undefined, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof UserError) throw err;
+      if (err instanceof NotFoundError) throw new UserError(`${this.where(name)}: not found in storage`);
+      throw new UserError(`${this.where(name)}: ${what} failed: ${this.describe(err)}`);
+    }
+  }
+
+  async store(localDir: string, files: readonly string[], opts: { checksum?: boolean } = {}): Promise<void> {
+    for (const file of files) {
+      checkFileName(this.url, file);
+      const local = join(localDir, file);
+      try {
+        const st = await stat(local);
+        if (!st.isFile()) throw new UserError(`${local}: not a regular file, cannot store it in ${this.url}`);
+      } catch (err) {
+        if (err instanceof UserError) throw err;
+        throw new UserError(`${local}: cannot store it in ${this.url}: ${errorMessage(err)}`);
+      }
+      let sum: string | undefined;
+      if (opts.checksum) {
+        sum = `${file}.sha512`;
+        await writeFileAtomic(join(localDir, sum), `${await hashFile(local)}\n`);
+      }
+      this.log.debug({ storage: this.url, file }, 'storing');
+      await this.guard('store', file, () => this.putFile(local, file));
+      // the checksum goes after the file it describes, so a stored .sha512 always has its file
+      if (sum) await this.guard('store', sum, () => this.putFile(join(localDir, sum), sum));
+    }
+  }
+
+  async retrieve(
+    localDir: string,
+    files: readonly string[],
+    opts: { checksum?: boolean } = {},
+  ): Promise<void> {
+    if (files.length === 0) return;
+    await mkdir(localDir, { recursive: true });
+    for (const file of files) {
+      checkFileName(this.url, file);
+      let expected: string | undefined;
+      let sumText: string | undefined;
+      if (opts.checksum) {
+        const sumName = `${file}.sha512`;
+        sumText = (await this.guard('retrieve', sumName, () => this.readSmall(sumName))).toString('utf8');
+        try {
+          expected = parseChecksum(sumText);
+        } catch {
+          throw new UserError(`${this.where(sumName)}: not a sha512 checksum file`);
+        }
+      }
+      this.log.debug({ storage: this.url, file }, 'retrieving');
+      const final = join(localDir, file);
+      const tmp = join(localDir, tempName(file));
+      try {
+        await this.guard('retrieve', file, () => this.getFile(file, tmp));
+        if (expected !== undefined) {
+          const actual = await hashFile(tmp);
+          if (actual !== expected) {
+            throw new UserError(
+              `${this.where(file)}: checksum mismatch (stored sha512 ${expected.slice(0, 16)}…, ` +
+                `retrieved file has ${actual.slice(0, 16)}…); the retrieved copy was discarded`,
+            );
+          }
+        }
+        const fh = await open(tmp, 'r+');
+        try {
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+        await rename(tmp, final);
+      } catch (err) {
+        await rm(tmp, { force: true });
+        throw err;
+      }
+      await syncDir(localDir);
+      if (sumText !== undefined) await writeFileAtomic(`${final}.sha512`, sumText);
+    }
+  }
+
+  async list(pattern = '*'): Promise<string[]> {
+    const names = await this.guard('list', undefined, () => this.listNames());
+    return filterNames(names, pattern);
+  }
+
+  async remove(files: readonly string[]): Promise<void> {
+    for (const file of files) {
+      checkFileName(this.url, file);
+      this.log.debug({ storage: this.url, file }, 'removing');
+      await this.guard('remove', file, () => this.removeName(file));
+    }
+  }
+}

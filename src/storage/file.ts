@@ -1,0 +1,75 @@
+import { copyFile, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { errorMessage } from '../util/errors.js';
+import { syncDir } from '../util/fs.js';
+import { BaseStorage, NotFoundError, tempName } from './base.js';
+
+function isNotFound(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+}
+
+/** A local (or locally mounted) directory: file:///abs/path or a bare path. */
+export class FileStorage extends BaseStorage {
+  readonly dir: string;
+
+  constructor(url: string, dir: string, log: Logger) {
+    super(url, log);
+    this.dir = dir;
+  }
+
+  protected async putFile(localPath: string, name: string): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    const tmp = join(this.dir, tempName(name));
+    try {
+      await copyFile(localPath, tmp);
+      const fh = await open(tmp, 'r+');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, join(this.dir, name));
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+    await syncDir(this.dir);
+  }
+
+  protected async getFile(name: string, localPath: string): Promise<void> {
+    try {
+      await copyFile(join(this.dir, name), localPath);
+    } catch (err) {
+      if (isNotFound(err)) throw new NotFoundError(name);
+      throw err;
+    }
+  }
+
+  protected async readSmall(name: string): Promise<Buffer> {
+    try {
+      return await readFile(join(this.dir, name));
+    } catch (err) {
+      if (isNotFound(err)) throw new NotFoundError(name);
+      throw err;
+    }
+  }
+
+  protected async listNames(): Promise<string[]> {
+    try {
+      const entries = await readdir(this.dir, { withFileTypes: true });
+      return entries.filter((e) => !e.isDirectory()).map((e) => e.name);
+    } catch (err) {
+      if (isNotFound(err)) return [];
+      throw err;
+    }
+  }
+
+  protected async removeName(name: string): Promise<void> {
+    await rm(join(this.dir, name), { force: true });
+  }
+
+  protected describe(err: unknown): string {
+    return errorMessage(err);
+  }
+}
