@@ -5,6 +5,7 @@ import { buildLocal } from '../build/index.js';
 import { releaseImage, signImage } from '../release/index.js';
 import type { Image } from '../state/image.js';
 import type { UndoAction } from '../state/plan.js';
+import { crashPoint } from '../util/crash.js';
 import { errorMessage, UserError } from '../util/errors.js';
 import { exists } from '../util/fs.js';
 import type { RunContext, StepFailure } from './context.js';
@@ -83,6 +84,7 @@ async function upload(image: Image, ctx: RunContext): Promise<void> {
   }
   const storage = ctx.pool.get(image.storageUrl);
   await storage.store(image.localDir, [image.uploadFile], { checksum: true });
+  crashPoint('upload:after-image');
   image.config.uploaded = ctx.now().toISOString();
   await saveMetadata(image, ctx);
 }

@@ -1,4 +1,5 @@
 import type { Image } from '../state/image.js';
+import { crashPoint } from '../util/crash.js';
 import { writeMetadata } from '../state/metadata.js';
 import type { RunContext } from './context.js';
 
@@ -8,8 +9,10 @@ import type { RunContext } from './context.js';
  */
 export async function saveMetadata(image: Image, ctx: RunContext): Promise<void> {
   await writeMetadata(image, ctx.now());
+  crashPoint('metadata:after-local-write');
   if (image.config.uploaded && image.storageUrl) {
     await ctx.pool.get(image.storageUrl).store(image.localDir, [image.metadataFile], { checksum: true });
+    crashPoint('metadata:after-store');
   }
 }
 
