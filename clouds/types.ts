@@ -10,6 +10,11 @@ export interface CloudContext {
   readonly useBroker: boolean;
   readonly env: NodeJS.ProcessEnv;
   readonly workDir: string;
+  /**
+   * Optional per-run cache the plugins keep sessions in (SDK clients, broker credentials), so every image of a
+   * run shares them. Create one Map per run; never persisted. Without it each call starts a fresh session.
+   */
+  readonly cache?: Map<string, unknown>;
 }
 
 export interface ImportResult {
@@ -33,6 +38,10 @@ export interface PublishResult {
   failures: RegionFailure[];
   /** ISO timestamp, set when at least one region succeeded and none failed */
   published?: string;
+  /** things the release engineer should know that did not fail the publish (e.g. deprecation capped) */
+  warnings?: string[];
+  /** set when publishing had to import the image again (source missing or renamed): store it like an import */
+  reimported?: ImportResult;
 }
 
 /** An image as the cloud knows it (for prune and for finding imports). */
@@ -45,6 +54,8 @@ export interface CloudImage {
   created?: string;
   lastLaunched?: string;
   snapshotIds: string[];
+  /** 'snapshot' for a snapshot left without an image (id is the snapshot id); 'image' when absent */
+  kind?: 'image' | 'snapshot';
 }
 
 /** One plugin per cloud, in clouds/<name>/index.ts, registered in clouds/index.ts. */

@@ -1,0 +1,399 @@
+/**
+ * AWS import: VHD -> S3 (temporary or configured bucket) -> ImportSnapshot -> snapshot -> RegisterImage.
+ * Idempotent: a rerun after a crash finds the AMI (or the finished snapshot) by its tags and carries on from there.
+ * Whatever this run created is removed again when a later part fails.
+ */
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import {
+  CreateTagsCommand,
+  DeregisterImageCommand,
+  DescribeImportSnapshotTasksCommand,
+  type EC2Client,
+  ImportSnapshotCommand,
+  RegisterImageCommand,
+} from '@aws-sdk/client-ec2';
+import {
+  CreateBucketCommand,
+  DeleteBucketCommand,
+  DeleteObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import type { Logger } from 'pino';
+import type { Image } from '../../src/state/image.js';
+import { errorMessage, UserError } from '../../src/util/errors.js';
+import { isPlaceholderProject, placeholderWarning } from '../project.js';
+import type { CloudContext, ImportResult } from '../types.js';
+import { pollUntil } from '../wait.js';
+import {
+  type Ami,
+  deleteAmi,
+  deleteSnapshot,
+  describeError,
+  errorCode,
+  findImageByName,
+  findImages,
+  findSnapshots,
+  fromTags,
+  identityTags,
+  imageTagMap,
+  snapshotIds,
+  toTags,
+  waitImageAvailable,
+} from './ec2.js';
+import type { AwsSession } from './session.js';
+
+export const ARCH: Record<string, string> = { aarch64: 'arm64', x86_64: 'x86_64' };
+export const BOOT_MODE: Record<string, string> = { bios: 'legacy-bios', uefi: 'uefi' };
+export const ROOT_DEVICE = '/dev/xvda';
+const BUCKET_PREFIX = 'cloud-image-import';
+
+interface ImportPlan {
+  arch: string;
+  bootMode: string;
+  encrypted: boolean;
+  kmsKeyId?: string;
+  imdsV2: boolean;
+  bucket?: string;
+}
+
+/** Check the variant's config before touching AWS; UserError naming the key otherwise. */
+export function importPlan(image: Image): ImportPlan {
+  const c = image.config;
+  const where = `${c.config_key}`;
+  if (c.image_format !== 'vhd') {
+    throw new UserError(`${where}: image_format is "${c.image_format}"; AWS imports need image_format = vhd`);
+  }
+  const arch = ARCH[c.arch];
+  if (!arch)
+    throw new UserError(`${where}: arch "${c.arch}" cannot be imported to AWS (expected aarch64 or x86_64)`);
+  const bootMode = BOOT_MODE[c.firmware];
+  if (!bootMode) throw new UserError(`${where}: firmware "${c.firmware}" is not bios or uefi`);
+  const enc = c.encrypted;
+  if (enc !== undefined && enc !== null && typeof enc !== 'boolean' && typeof enc !== 'string') {
+    throw new UserError(
+      `${where}: encrypted must be true, false or a KMS key id, not ${JSON.stringify(enc)}`,
+    );
+  }
+  const bucket = c.import_bucket;
+  if (
+    bucket !== undefined &&
+    bucket !== null &&
+    (typeof bucket !== 'string' || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket))
+  ) {
+    throw new UserError(`${where}: import_bucket ${JSON.stringify(bucket)} is not a valid S3 bucket name`);
+  }
+  return {
+    arch,
+    bootMode,
+    encrypted: Boolean(enc),
+    ...(typeof enc === 'string' && enc ? { kmsKeyId: enc } : {}),
+    imdsV2: c.imdsv2_required !== false,
+    ...(typeof bucket === 'string' && bucket ? { bucket } : {}),
+  };
+}
+
+function sameIdentity(tags: Record<string, string>, ident: Record<string, string>): boolean {
+  return Object.entries(ident).every(([k, v]) => tags[k] === v);
+}
+
+export async function importAws(image: Image, ctx: CloudContext, session: AwsSession): Promise<ImportResult> {
+  const plan = importPlan(image);
+  const log = ctx.log.child({ image: image.imageName });
+  if (isPlaceholderProject(image.config.project)) log.warn(placeholderWarning(image.config.project));
+  const region = await session.defaultRegion();
+  const ec2 = session.ec2(region);
+  const ident = identityTags(image);
+
+  const adopted = await adoptExisting(image, ec2, region, session, log);
+  if (adopted) return adopted;
+
+  let size: number;
+  try {
+    size = (await stat(image.imagePath)).size;
+  } catch {
+    throw new UserError(`${image.imagePath}: converted image missing; run ./build local first`);
+  }
+
+  // a crash between the snapshot import and RegisterImage leaves a tagged snapshot: use it
+  const leftover = (await findSnapshots(ec2, ident)).find((s) => s.State === 'completed');
+  let snapshotId: string;
+  if (leftover?.SnapshotId) {
+    snapshotId = leftover.SnapshotId;
+    log.info({ region, snapshotId }, `reusing snapshot ${snapshotId} imported by an earlier run`);
+  } else {
+    snapshotId = await importSnapshot(image, plan, size, session.s3(region), ec2, region, session, log);
+    try {
+      await ec2.send(new CreateTagsCommand({ Resources: [snapshotId], Tags: toTags(imageTagMap(image)) }));
+    } catch (err) {
+      log.error({ snapshotId }, `cannot tag snapshot ${snapshotId}: ${describeError(err)}; removing it`);
+      await deleteSnapshot(ec2, snapshotId, log).catch(() => {});
+      throw err;
+    }
+  }
+  return registerImage(image, plan, ec2, region, snapshotId, session, log);
+}
+
+/** An AMI of this revision already there (crash after RegisterImage, or a rerun): finish it and use it. */
+async function adoptExisting(
+  image: Image,
+  ec2: EC2Client,
+  region: string,
+  session: AwsSession,
+  log: Logger,
+): Promise<ImportResult | undefined> {
+  const ident = identityTags(image);
+  let candidates = await findImages(ec2, ident);
+  for (const bad of candidates.filter(
+    (a) => a.State === 'failed' || a.State === 'error' || a.State === 'invalid',
+  )) {
+    log.warn({ region, imageId: bad.ImageId }, `removing failed AMI ${bad.ImageId} left by an earlier run`);
+    await deleteAmi(ec2, bad, log, { region });
+  }
+  candidates = candidates.filter((a) => a.State === 'available' || a.State === 'pending');
+  let ami: Ami | undefined = candidates.find((a) => a.Name === image.imageName);
+  for (const other of candidates.filter((a) => a.Name !== image.imageName)) {
+    log.warn(
+      { region, imageId: other.ImageId },
+      `AMI ${other.ImageId} has this image's tags but is named "${other.Name}", not "${image.imageName}"; ignoring it`,
+    );
+  }
+  if (!ami) {
+    const byName = await findImageByName(ec2, image.imageName);
+    if (byName) {
+      const t = fromTags(byName.Tags);
+      if (t.project !== undefined && !sameIdentity(t, ident)) {
+        throw new UserError(
+          `an AMI named ${image.imageName} already exists in ${region} (${byName.ImageId}) with the tags of another image ` +
+            `(project ${t.project}, image_key ${t.image_key}, revision ${t.revision}); deregister it or use --revise`,
+        );
+      }
+      ami = byName;
+    }
+  }
+  if (!ami?.ImageId) return undefined;
+  const imageId = ami.ImageId;
+  const tags = fromTags(ami.Tags);
+  const imported = tags.imported || ami.CreationDate || new Date().toISOString();
+  log.info({ region, imageId }, `already imported as ${imageId}; not importing again`);
+  if (
+    tags.import_id !== imageId ||
+    tags.import_region !== region ||
+    !tags.imported ||
+    tags.Name !== image.imageName
+  ) {
+    const full = imageTagMap(image, { imported, import_id: imageId, import_region: region });
+    await ec2.send(new CreateTagsCommand({ Resources: [imageId], Tags: toTags(full) }));
+  }
+  if (ami.State !== 'available') {
+    await waitImageAvailable(ec2, imageId, `${region}: ${imageId}`, session.tuning, log, { region });
+  }
+  return { import_id: imageId, import_region: region, imported };
+}
+
+async function importSnapshot(
+  image: Image,
+  plan: ImportPlan,
+  size: number,
+  s3: S3Client,
+  ec2: EC2Client,
+  region: string,
+  session: AwsSession,
+  log: Logger,
+): Promise<string> {
+  const tmp = !plan.bucket;
+  const bucket = plan.bucket ?? `${BUCKET_PREFIX}-${randomBytes(12).toString('hex')}`;
+  const key = tmp ? image.imageFile : `import/${randomBytes(8).toString('hex')}/${image.imageFile}`;
+  const s3url = `s3://${bucket}/${key}`;
+  let bucketCreated = false;
+  let uploaded = false;
+  try {
+    if (tmp) {
+      log.info({ region, bucket }, `creating temporary S3 bucket ${bucket}`);
+      await s3.send(
+        new CreateBucketCommand({
+          Bucket: bucket,
+          ...(region === 'us-east-1'
+            ? {}
+            : { CreateBucketConfiguration: { LocationConstraint: region as never } }),
+        }),
+      );
+      bucketCreated = true;
+    }
+    log.info(
+      { region, size },
+      `uploading ${image.imagePath} to ${s3url} (${Math.round(size / 1048576)} MiB)`,
+    );
+    const started = Date.now();
+    const upload = new Upload({
+      client: s3,
+      params: { Bucket: bucket, Key: key, Body: createReadStream(image.imagePath), ContentLength: size },
+      partSize: 64 * 1024 * 1024,
+      queueSize: 4,
+    });
+    let lastPct = -1;
+    upload.on('httpUploadProgress', (p) => {
+      const pct = p.loaded && size ? Math.floor((p.loaded / size) * 10) * 10 : 0;
+      if (pct > lastPct) {
+        lastPct = pct;
+        log.info({ region }, `upload ${pct}%`);
+      }
+    });
+    await upload.done();
+    uploaded = true;
+    log.info({ region, seconds: (Date.now() - started) / 1000 }, `uploaded ${s3url}`);
+
+    log.info({ region }, `importing snapshot from ${s3url}`);
+    const res = await ec2.send(
+      new ImportSnapshotCommand({
+        Description: image.imageDescription,
+        DiskContainer: {
+          Description: image.imageDescription,
+          Format: 'VHD',
+          UserBucket: { S3Bucket: bucket, S3Key: key },
+        },
+        Encrypted: plan.encrypted,
+        ...(plan.kmsKeyId ? { KmsKeyId: plan.kmsKeyId } : {}),
+        TagSpecifications: [
+          {
+            ResourceType: 'import-snapshot-task',
+            Tags: toTags({ ...identityTags(image), Name: image.imageName }),
+          },
+        ],
+      }),
+    );
+    const taskId = res.ImportTaskId;
+    if (!taskId) throw new Error('ImportSnapshot returned no task id');
+    return await pollUntil<string>(
+      `${region}: snapshot import ${taskId}`,
+      async () => {
+        const d = await ec2.send(new DescribeImportSnapshotTasksCommand({ ImportTaskIds: [taskId] }));
+        const detail = d.ImportSnapshotTasks?.[0]?.SnapshotTaskDetail;
+        const status = detail?.Status ?? 'unknown';
+        if (status === 'completed' && detail?.SnapshotId) return { done: true, value: detail.SnapshotId };
+        if (status === 'deleted' || status === 'deleting' || status === 'unknown') {
+          throw new Error(
+            `snapshot import ${taskId} failed: ${status}${detail?.StatusMessage ? ` - ${detail.StatusMessage}` : ''}`,
+          );
+        }
+        const pct = detail?.Progress ? ` ${detail.Progress}%` : '';
+        return {
+          done: false,
+          progress: `${status}${detail?.StatusMessage ? ` (${detail.StatusMessage})` : ''}${pct}`,
+        };
+      },
+      {
+        initialMs: session.tuning.pollInitialMs,
+        maxMs: session.tuning.pollMaxMs,
+        timeoutMs: session.tuning.importTimeoutMs,
+      },
+      log,
+      { region, taskId },
+    );
+  } finally {
+    // the object and the temporary bucket go in all cases
+    if (uploaded || bucketCreated) {
+      log.info({ region }, `cleaning up ${s3url}`);
+      try {
+        await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+      } catch (err) {
+        log.warn({ region }, `cannot delete ${s3url}: ${describeError(err)}; delete it by hand`);
+      }
+    }
+    if (bucketCreated) {
+      try {
+        await s3.send(new DeleteBucketCommand({ Bucket: bucket }));
+      } catch (err) {
+        log.warn(
+          { region },
+          `cannot delete temporary bucket ${bucket}: ${describeError(err)}; delete it by hand`,
+        );
+      }
+    }
+  }
+}
+
+async function registerImage(
+  image: Image,
+  plan: ImportPlan,
+  ec2: EC2Client,
+  region: string,
+  snapshotId: string,
+  session: AwsSession,
+  log: Logger,
+): Promise<ImportResult> {
+  const imported = new Date().toISOString();
+  log.info({ region, snapshotId }, `registering AMI ${image.imageName} from ${snapshotId}`);
+  let imageId: string;
+  try {
+    const res = await ec2.send(
+      new RegisterImageCommand({
+        Name: image.imageName,
+        Description: image.imageDescription,
+        Architecture: plan.arch as never,
+        BootMode: plan.bootMode as never,
+        VirtualizationType: 'hvm',
+        EnaSupport: true,
+        SriovNetSupport: 'simple',
+        RootDeviceName: ROOT_DEVICE,
+        BlockDeviceMappings: [
+          {
+            DeviceName: ROOT_DEVICE,
+            Ebs: { SnapshotId: snapshotId, VolumeType: 'gp3', DeleteOnTermination: true },
+          },
+        ],
+        ...(plan.imdsV2 ? { ImdsSupport: 'v2.0' as const } : {}),
+        // tagged atomically with registration, so a crash right after still leaves a findable AMI
+        TagSpecifications: [
+          { ResourceType: 'image', Tags: toTags(imageTagMap(image, { imported, import_region: region })) },
+        ],
+      }),
+    );
+    if (!res.ImageId) throw new Error('RegisterImage returned no image id');
+    imageId = res.ImageId;
+  } catch (err) {
+    // the call may have taken effect before failing (e.g. a dropped connection, then a retry that sees the name
+    // taken): an AMI of this name on our snapshot is ours
+    const existing = await findImageByName(ec2, image.imageName).catch(() => undefined);
+    if (existing?.ImageId && snapshotIds(existing).includes(snapshotId)) {
+      if (errorCode(err) === 'InvalidAMIName.Duplicate') {
+        log.warn(
+          { region },
+          `RegisterImage reported ${errorCode(err)}, but ${existing.ImageId} is ours; using it`,
+        );
+        imageId = existing.ImageId;
+      } else {
+        log.error(
+          { region },
+          `cannot register AMI: ${describeError(err)}; removing ${existing.ImageId} and ${snapshotId}`,
+        );
+        await deleteAmi(ec2, existing, log, { region }).catch(() => {});
+        throw err;
+      }
+    } else {
+      log.error({ region }, `cannot register AMI: ${describeError(err)}; removing snapshot ${snapshotId}`);
+      await deleteSnapshot(ec2, snapshotId, log, { region }).catch((e: unknown) =>
+        log.warn({ region }, `cannot delete snapshot ${snapshotId}: ${errorMessage(e)}`),
+      );
+      throw err;
+    }
+  }
+
+  try {
+    const full = imageTagMap(image, { imported, import_id: imageId, import_region: region });
+    await ec2.send(new CreateTagsCommand({ Resources: [imageId], Tags: toTags(full) }));
+    await waitImageAvailable(ec2, imageId, `${region}: ${imageId}`, session.tuning, log, { region });
+  } catch (err) {
+    log.error(
+      { region, imageId },
+      `AMI ${imageId} unusable: ${describeError(err)}; removing it and ${snapshotId}`,
+    );
+    await ec2.send(new DeregisterImageCommand({ ImageId: imageId })).catch(() => {});
+    await deleteSnapshot(ec2, snapshotId, log, { region }).catch(() => {});
+    throw err;
+  }
+  log.info({ region, imageId }, `imported as ${imageId}`);
+  return { import_id: imageId, import_region: region, imported };
+}

@@ -1,0 +1,365 @@
+/**
+ * AWS publish: copy the imported AMI to every target region at once, wait for each copy with backoff, then tag it
+ * (and its snapshot), set its description, launch permissions and deprecation time. A region that fails does not
+ * stop the others; it is reported in the result's failures.
+ */
+import {
+  CopyImageCommand,
+  CreateTagsCommand,
+  type EC2Client,
+  EnableImageDeprecationCommand,
+  ModifyImageAttributeCommand,
+  ResetImageAttributeCommand,
+} from '@aws-sdk/client-ec2';
+import pLimit from 'p-limit';
+import type { Logger } from 'pino';
+import type { Image } from '../../src/state/image.js';
+import { UserError } from '../../src/util/errors.js';
+import { isPlaceholderProject, placeholderWarning } from '../project.js';
+import type { CloudContext, ImportResult, PublishResult, RegionFailure } from '../types.js';
+import {
+  type Ami,
+  deleteAmi,
+  describeError,
+  describeImage,
+  errorCode,
+  findImages,
+  fromTags,
+  ImageFailedError,
+  identityTags,
+  imageTagMap,
+  snapshotIds,
+  toTags,
+  waitImageAvailable,
+} from './ec2.js';
+import { importPlan } from './import.js';
+import type { AwsSession } from './session.js';
+
+const DAY = 86_400_000;
+/** AWS: public AMIs can be deprecated at most 2 years ahead, others 10 years; keep a day of margin */
+export const PUBLIC_DEPRECATION_LIMIT_MS = 730 * DAY - DAY;
+export const PRIVATE_DEPRECATION_LIMIT_MS = 3650 * DAY - DAY;
+
+export interface LaunchPermissions {
+  public: boolean;
+  users: string[];
+}
+
+export function launchPermissions(image: Image): LaunchPermissions {
+  const access = image.config.access ?? {};
+  const users: string[] = [];
+  for (const [k, v] of Object.entries(access)) {
+    if (k === 'PUBLIC' || !v) continue;
+    if (!/^\d{12}$/.test(k)) {
+      throw new UserError(
+        `${image.config.config_key}: access.${k}: expected PUBLIC or a 12-digit AWS account id`,
+      );
+    }
+    users.push(k);
+  }
+  return { public: Boolean(access.PUBLIC), users: users.sort() };
+}
+
+/** Target regions from `regions` (ALL = every enabled region), and failures for listed regions not enabled. */
+export function targetRegions(
+  image: Image,
+  enabled: readonly string[],
+  sourceRegion: string,
+  log: Logger,
+): { targets: string[]; failures: RegionFailure[] } {
+  const conf = image.config.regions ?? {};
+  const failures: RegionFailure[] = [];
+  let wanted: string[];
+  if (conf.ALL) {
+    wanted = [...enabled];
+  } else {
+    wanted = Object.entries(conf)
+      .filter(([k, v]) => k !== 'ALL' && v)
+      .map(([k]) => k);
+  }
+  if (wanted.length === 0) {
+    log.warn(
+      `no regions configured (regions.ALL or regions.<name> = true): publishing only in ${sourceRegion}`,
+    );
+    wanted = [sourceRegion];
+  }
+  const on = new Set(enabled);
+  const targets: string[] = [];
+  for (const r of [...new Set(wanted)].sort()) {
+    if (on.has(r) || r === sourceRegion) targets.push(r);
+    else {
+      failures.push({
+        region: r,
+        code: 'RegionNotEnabled',
+        error: `region ${r} is not enabled for this account (opt in, or remove regions.${r})`,
+      });
+    }
+  }
+  return { targets, failures };
+}
+
+/**
+ * When to deprecate: end_of_life at 23:59 UTC, capped to what AWS accepts (2 years ahead for public AMIs).
+ * A warning says why the date is not end_of_life.
+ */
+export function deprecationTime(
+  endOfLife: string | undefined,
+  isPublic: boolean,
+  now: Date,
+): { at?: Date; warning?: string } {
+  if (!endOfLife) return { warning: 'no end_of_life: deprecation time not set' };
+  const at = Date.parse(/^\d{4}-\d{2}-\d{2}$/.test(endOfLife) ? `${endOfLife}T23:59:00Z` : endOfLife);
+  if (Number.isNaN(at))
+    return { warning: `end_of_life "${endOfLife}" is not a date: deprecation time not set` };
+  const floorMinute = (ms: number) => new Date(Math.floor(ms / 60_000) * 60_000);
+  if (at <= now.getTime() + 60_000) {
+    return {
+      at: floorMinute(now.getTime() + 3600_000),
+      warning: `end_of_life ${endOfLife} has passed: deprecating in an hour`,
+    };
+  }
+  const limit = now.getTime() + (isPublic ? PUBLIC_DEPRECATION_LIMIT_MS : PRIVATE_DEPRECATION_LIMIT_MS);
+  if (at > limit) {
+    const capped = floorMinute(limit);
+    return {
+      at: capped,
+      warning:
+        `end_of_life ${endOfLife} is beyond AWS's ${isPublic ? '2-year limit for public' : '10-year limit for'} AMIs: ` +
+        `deprecation set to ${capped.toISOString()} instead (publish again later to move it)`,
+    };
+  }
+  return { at: new Date(at) };
+}
+
+interface RegionOutcome {
+  region: string;
+  imageId?: string;
+  published?: string;
+  failure?: RegionFailure;
+  warnings: string[];
+}
+
+export type ImportFn = (image: Image, ctx: CloudContext) => Promise<ImportResult>;
+
+export async function publishAws(
+  image: Image,
+  ctx: CloudContext,
+  session: AwsSession,
+  reimport: ImportFn,
+): Promise<PublishResult> {
+  const plan = importPlan(image);
+  const perms = launchPermissions(image);
+  const log = ctx.log.child({ image: image.imageName });
+  if (isPlaceholderProject(image.config.project)) log.warn(placeholderWarning(image.config.project));
+  const ident = identityTags(image);
+  const warnings: string[] = [];
+
+  // the source: the AMI of this revision in the import region; imported again when missing or renamed
+  let sourceRegion = image.config.import_region || (await session.defaultRegion());
+  let source: Ami | undefined = (await findImages(session.ec2(sourceRegion), ident)).find(
+    (a) => a.State === 'available' || a.State === 'pending',
+  );
+  let reimported: ImportResult | undefined;
+  if (!source || source.Name !== image.imageName) {
+    log.warn(
+      source
+        ? `source AMI ${source.ImageId} is named "${source.Name}", not "${image.imageName}": importing again`
+        : `no source AMI for ${image.imageName} in ${sourceRegion}: importing again`,
+    );
+    reimported = await reimport(image, ctx);
+    sourceRegion = reimported.import_region;
+    source = await describeImage(session.ec2(sourceRegion), reimported.import_id);
+    if (!source || source.Name !== image.imageName) {
+      throw new Error(`unable to re-import the source AMI of ${image.imageName}`);
+    }
+  }
+  const sourceId = source.ImageId!;
+  if (source.State !== 'available') {
+    source = await waitImageAvailable(
+      session.ec2(sourceRegion),
+      sourceId,
+      `${sourceRegion}: ${sourceId}`,
+      session.tuning,
+      log,
+      {
+        region: sourceRegion,
+      },
+    );
+  }
+  const src = source;
+  log.info({ region: sourceRegion, imageId: sourceId }, `publishing from ${sourceRegion}/${sourceId}`);
+
+  const enabled = await session.enabledRegions();
+  const { targets, failures: regionFailures } = targetRegions(image, enabled, sourceRegion, log);
+  log.info({ regions: targets.length }, `publishing to ${targets.length} region(s): ${targets.join(' ')}`);
+
+  const deprecation = deprecationTime(image.config.end_of_life, perms.public, new Date());
+  if (deprecation.warning) {
+    log.warn(deprecation.warning);
+    warnings.push(deprecation.warning);
+  }
+
+  const reimportTags: Record<string, string> = reimported
+    ? {
+        imported: reimported.imported,
+        import_id: reimported.import_id,
+        import_region: reimported.import_region,
+      }
+    : {};
+  const limit = pLimit(session.tuning.concurrency);
+  let done = 0;
+  const outcomes = await Promise.all(
+    targets.map((region) =>
+      limit(async (): Promise<RegionOutcome> => {
+        const out = await publishRegion(region).catch(
+          (err: unknown): RegionOutcome => ({
+            region,
+            failure: {
+              region,
+              error: describeError(err),
+              code: errorCode(err) ?? (err instanceof ImageFailedError ? 'ImageFailed' : undefined),
+            },
+            warnings: [],
+          }),
+        );
+        done++;
+        if (out.failure)
+          log.error({ region }, `${region}: failed (${done}/${targets.length}): ${out.failure.error}`);
+        else
+          log.info(
+            { region, imageId: out.imageId },
+            `${region}: published ${out.imageId} (${done}/${targets.length})`,
+          );
+        return out;
+      }),
+    ),
+  );
+
+  async function publishRegion(region: string): Promise<RegionOutcome> {
+    const ec2 = session.ec2(region);
+    const fields = { region };
+    let ami: Ami;
+    if (region === sourceRegion) {
+      ami = src;
+    } else {
+      const found = await findImages(ec2, ident);
+      for (const bad of found.filter(
+        (a) => a.State === 'failed' || a.State === 'error' || a.State === 'invalid',
+      )) {
+        log.warn(fields, `${region}: removing failed copy ${bad.ImageId} left by an earlier run`);
+        await deleteAmi(ec2, bad, log, fields);
+      }
+      const usable = found.filter((a) => a.State === 'available' || a.State === 'pending');
+      const existing = usable.find((a) => a.Name === image.imageName) ?? usable[0];
+      if (existing?.ImageId) {
+        log.info(fields, `${region}: already there as ${existing.ImageId} (${existing.State})`);
+        ami = existing;
+      } else {
+        const idTags = toTags({ ...ident, Name: image.imageName });
+        const res = await ec2.send(
+          new CopyImageCommand({
+            Name: src.Name,
+            Description: src.Description,
+            SourceImageId: sourceId,
+            SourceRegion: sourceRegion,
+            Encrypted: plan.encrypted,
+            ...(plan.kmsKeyId ? { KmsKeyId: plan.kmsKeyId } : {}),
+            // identity tags at once: a rerun after a crash finds the copy in progress instead of copying again
+            TagSpecifications: [
+              { ResourceType: 'image', Tags: idTags },
+              { ResourceType: 'snapshot', Tags: idTags },
+            ],
+          }),
+        );
+        if (!res.ImageId) throw new Error('CopyImage returned no image id');
+        log.info({ ...fields, imageId: res.ImageId }, `${region}: copying as ${res.ImageId}`);
+        ami = { ImageId: res.ImageId, State: 'pending', Name: src.Name };
+      }
+      if (ami.State !== 'available') {
+        try {
+          ami = await waitImageAvailable(
+            ec2,
+            ami.ImageId!,
+            `${region}: ${ami.ImageId}`,
+            session.tuning,
+            log,
+            fields,
+          );
+        } catch (err) {
+          if (err instanceof ImageFailedError) {
+            // a failed copy keeps its name taken: remove it so the next run can copy again
+            const failed = await describeImage(ec2, err.imageId).catch(() => undefined);
+            if (failed) await deleteAmi(ec2, failed, log, fields).catch(() => {});
+          }
+          throw err;
+        }
+      }
+    }
+    return finish(ec2, region, ami);
+  }
+
+  async function finish(ec2: EC2Client, region: string, ami: Ami): Promise<RegionOutcome> {
+    const imageId = ami.ImageId!;
+    const fields = { region, imageId };
+    const warns: string[] = [];
+    const had = fromTags(ami.Tags);
+    const published = had.published || new Date().toISOString();
+    const tags = imageTagMap(image, { ...reimportTags, published });
+    log.debug(fields, `${region}: tagging ${imageId} and its snapshot`);
+    await ec2.send(new CreateTagsCommand({ Resources: [imageId, ...snapshotIds(ami)], Tags: toTags(tags) }));
+    if (ami.Description !== image.imageDescription) {
+      await ec2.send(
+        new ModifyImageAttributeCommand({ ImageId: imageId, Description: { Value: image.imageDescription } }),
+      );
+    }
+    await ec2.send(new ResetImageAttributeCommand({ ImageId: imageId, Attribute: 'launchPermission' }));
+    let failure: RegionFailure | undefined;
+    const add = [
+      ...(perms.public ? [{ Group: 'all' as const }] : []),
+      ...perms.users.map((UserId) => ({ UserId })),
+    ];
+    if (add.length > 0) {
+      try {
+        await ec2.send(new ModifyImageAttributeCommand({ ImageId: imageId, LaunchPermission: { Add: add } }));
+      } catch (err) {
+        const code = errorCode(err);
+        failure = {
+          region,
+          code,
+          error:
+            code === 'ResourceLimitExceeded'
+              ? `public AMI quota reached in ${region}: ${imageId} exists but is NOT public; request a quota increase ` +
+                `(or deregister old public AMIs) and publish again (${describeError(err)})`
+              : `cannot set launch permissions of ${imageId}: ${describeError(err)}`,
+        };
+      }
+    }
+    if (deprecation.at) {
+      const isPublic = perms.public && !failure;
+      const at = isPublic ? deprecation.at : deprecationTime(image.config.end_of_life, false, new Date()).at;
+      try {
+        await ec2.send(new EnableImageDeprecationCommand({ ImageId: imageId, DeprecateAt: at }));
+      } catch (err) {
+        const w = `${region}: cannot set deprecation time of ${imageId}: ${describeError(err)}`;
+        log.warn(fields, w);
+        warns.push(w);
+      }
+    }
+    return { region, imageId, published, failure, warnings: warns };
+  }
+
+  const artifacts: Record<string, string> = {};
+  const failures: RegionFailure[] = [...regionFailures];
+  let first: string | undefined;
+  for (const o of outcomes.sort((a, b) => a.region.localeCompare(b.region))) {
+    if (o.imageId) artifacts[o.region] = o.imageId;
+    if (o.failure) failures.push(o.failure);
+    warnings.push(...o.warnings);
+    if (o.published && (!first || o.published < first)) first = o.published;
+  }
+  failures.sort((a, b) => a.region.localeCompare(b.region));
+  const result: PublishResult = { artifacts, failures, warnings };
+  if (failures.length === 0 && Object.keys(artifacts).length > 0) result.published = first;
+  if (reimported) result.reimported = reimported;
+  return result;
+}
