@@ -20,6 +20,25 @@ export function tempName(name: string): string {
   return `.${name}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
 }
 
+async function syncFile(path: string): Promise<void> {
+  const fh = await open(path, 'r+');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function writeSynced(path: string, text: string): Promise<void> {
+  const fh = await open(path, 'wx', 0o644);
+  try {
+    await fh.writeFile(text);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
 export function checkFileName(url: string, name: string): void {
   if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
     throw new UserError(`${url}: "${name}" is not a plain file name`);
@@ -99,23 +118,27 @@ export abstract class BaseStorage implements Storage {
     await mkdir(localDir, { recursive: true });
     for (const file of files) {
       checkFileName(this.url, file);
-      let expected: string | undefined;
-      let sumText: string | undefined;
-      if (opts.checksum) {
-        const sumName = `${file}.sha512`;
-        sumText = (await this.guard('retrieve', sumName, () => this.readSmall(sumName))).toString('utf8');
-        try {
-          expected = parseChecksum(sumText);
-        } catch {
-          throw new UserError(`${this.where(sumName)}: not a sha512 checksum file`);
-        }
-      }
       this.log.debug({ storage: this.url, file }, 'retrieving');
+      const sumName = `${file}.sha512`;
       const final = join(localDir, file);
       const tmp = join(localDir, tempName(file));
+      const sumTmp = opts.checksum ? join(localDir, tempName(sumName)) : undefined;
       try {
-        await this.guard('retrieve', file, () => this.getFile(file, tmp));
-        if (expected !== undefined) {
+        // the checksum and the file travel at the same time (one round trip less per file)
+        const [sum, got] = await Promise.allSettled([
+          opts.checksum ? this.guard('retrieve', sumName, () => this.readSmall(sumName)) : undefined,
+          this.guard('retrieve', file, () => this.getFile(file, tmp)),
+        ]);
+        if (sum.status === 'rejected') throw sum.reason;
+        if (got.status === 'rejected') throw got.reason;
+        const sumText = sum.value?.toString('utf8');
+        if (sumText !== undefined) {
+          let expected: string;
+          try {
+            expected = parseChecksum(sumText);
+          } catch {
+            throw new UserError(`${this.where(sumName)}: not a sha512 checksum file`);
+          }
           const actual = await hashFile(tmp);
           if (actual !== expected) {
             throw new UserError(
@@ -124,20 +147,17 @@ export abstract class BaseStorage implements Storage {
             );
           }
         }
-        const fh = await open(tmp, 'r+');
-        try {
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
+        // both files reach the disk (concurrently) before either takes its final name
+        await Promise.all([syncFile(tmp), sumTmp && writeSynced(sumTmp, sumText!)]);
         await rename(tmp, final);
+        if (sumTmp) await rename(sumTmp, `${final}.sha512`);
       } catch (err) {
         await rm(tmp, { force: true });
+        if (sumTmp) await rm(sumTmp, { force: true });
         throw err;
       }
-      await syncDir(localDir);
-      if (sumText !== undefined) await writeFileAtomic(`${final}.sha512`, sumText);
     }
+    await syncDir(localDir);
   }
 
   async list(pattern = '*'): Promise<string[]> {
