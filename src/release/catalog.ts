@@ -270,9 +270,15 @@ function isPast(date: string | null, now: Date): boolean {
   return Number.isFinite(t) && t < now.getTime();
 }
 
+/** Numbered versions newest first, then edge. */
+function newestVersionFirst(a: string, b: string): number {
+  if ((a === 'edge') !== (b === 'edge')) return a === 'edge' ? 1 : -1;
+  return compareVersion(b, a);
+}
+
 /** Build the JSON catalog from chosen entries (already in images.yaml order). */
 export function buildCatalog(entries: readonly CatalogEntry[], now: Date): Catalog {
-  const sorted = [...entries].sort((a, b) => compareVersion(b.version, a.version));
+  const sorted = [...entries].sort((a, b) => newestVersionFirst(a.version, b.version));
   const versions = new Map<string, Catalog['versions'][number]>();
   for (const e of sorted) {
     const v = versions.get(e.version);
@@ -307,8 +313,14 @@ export function buildCatalog(entries: readonly CatalogEntry[], now: Date): Catal
 
 type NamedFilter = Record<string, string>;
 
-/** The alpine-mksite data (cloud/releases.yaml): filters and versions -> images -> downloads/regions. */
-export function buildSiteData(chosen: readonly { r: StoredRevision; e: CatalogEntry }[]): {
+/**
+ * The alpine-mksite data (cloud/releases.yaml): filters and versions -> images -> downloads/regions.
+ * Edge and end-of-life versions are left out (alpine-cloud-images never had them in images.yaml).
+ */
+export function buildSiteData(
+  chosen: readonly { r: StoredRevision; e: CatalogEntry }[],
+  now: Date,
+): {
   filters: Record<string, unknown[]>;
   versions: unknown[];
 } {
@@ -340,7 +352,7 @@ export function buildSiteData(chosen: readonly { r: StoredRevision; e: CatalogEn
     { version: string; release: string; end_of_life: string | null; images: Map<string, SiteImage> }
   >();
   for (const { r, e } of chosen) {
-    if (e.version === 'edge') continue;
+    if (e.version === 'edge' || isPast(e.end_of_life, now)) continue;
     const c = r.image.config;
     addFilter('clouds', e.cloud, 'cloud', c.cloud_name);
     addFilter('archs', e.arch, 'arch', c.arch_name);
@@ -404,7 +416,7 @@ export function buildSiteData(chosen: readonly { r: StoredRevision; e: CatalogEn
         : [...f.values()];
   }
   const outVersions = [...versions.values()]
-    .sort((a, b) => compareVersion(b.version, a.version))
+    .sort((a, b) => newestVersionFirst(a.version, b.version))
     .map((v) => ({
       version: v.version,
       release: v.release,
@@ -454,7 +466,7 @@ export async function generateCatalog(ctx: CatalogContext): Promise<CatalogResul
     pairs.map((p) => p.e),
     now,
   );
-  const site = buildSiteData(pairs);
+  const site = buildSiteData(pairs, now);
   const sitePath = join(ctx.outDir, SITE_FILE);
   const catalogPath = join(ctx.outDir, CATALOG_FILE);
   await writeFileAtomic(sitePath, stringify(site, { lineWidth: 0 }));
