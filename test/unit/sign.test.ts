@@ -25,7 +25,6 @@ beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'sign-test-'));
   const made = await openpgp.generateKey({
     type: 'ecc',
-    curve: 'curve25519',
     userIDs: [{ name: 'Throwaway Signer', email: 'signer@example.org' }],
     passphrase: PASSPHRASE,
     format: 'armored',
@@ -35,7 +34,6 @@ beforeAll(async () => {
   publicKey = await openpgp.readKey({ armoredKey: made.publicKey });
   const plain = await openpgp.generateKey({
     type: 'ecc',
-    curve: 'curve25519',
     userIDs: [{ name: 'Unprotected', email: 'plain@example.org' }],
     format: 'armored',
   });
