@@ -146,6 +146,8 @@ async function listClouds(ctx: PruneContext): Promise<ListedCloudImage[]> {
 }
 
 function describeCloud(cloud: string, img: CloudImage): string {
+  if (img.kind === 'snapshot')
+    return `${cloud} ${img.region} snapshot ${img.id} of ${img.name} (left without an image)`;
   const vis = img.public ? 'public' : 'private';
   const launched = img.lastLaunched ? `last launched ${img.lastLaunched}` : 'never launched';
   const snaps = img.snapshotIds.length > 0 ? `snapshots ${img.snapshotIds.join(',')}` : 'no snapshots';
