@@ -1,6 +1,24 @@
-// Public API of the config module (owned by the config work; the pipeline calls only these).
+// Public API of the config module (the pipeline calls only these).
+import { relative } from 'node:path';
 import type { Logger } from 'pino';
-import type { ImageConfig, ImagesFile } from './types.js';
+import { readImagesYamlFile, writeImagesYamlFile } from './images-yaml.js';
+import { findTopLevel, loadTree } from './load.js';
+import { AlpineReleases } from './releases.js';
+import { type ResolveStats, resolveMatrix } from './resolve.js';
+import type { ImagesFile } from './types.js';
+import { stageWorkDir } from './workdir.js';
+
+export { ConfigError } from './errors.js';
+export { dimensionKeys, selectVariants } from './select.js';
+export type { ImageConfig, ImagesFile } from './types.js';
+export { cleanWorkDir, WORK_KEEP } from './workdir.js';
+
+/** The `project` of the default configs: set your own (the import step warns while it is still this). */
+export const PROJECT_PLACEHOLDER = 'CHANGE-ME-cloud-images-project';
+
+export function isPlaceholderProject(project: unknown): boolean {
+  return project === PROJECT_PLACEHOLDER;
+}
 
 export interface ConfigContext {
   readonly rootDir: string;
@@ -13,30 +31,69 @@ export interface ConfigContext {
   readonly log: Logger;
 }
 
+function displayPath(abs: string, origins?: ReadonlyMap<string, string>): string {
+  const src = origins?.get(abs) ?? abs;
+  const r = relative(process.cwd(), src);
+  return r && !r.startsWith('..') ? r : src;
+}
+
 /** --clean handling, then install work/configs and work/scripts from configs/, scripts/ and each --custom DIR. */
-export async function prepareWorkDir(_ctx: ConfigContext): Promise<void> {
-  throw new Error('not implemented');
+export async function prepareWorkDir(ctx: ConfigContext): Promise<void> {
+  const staged = await stageWorkDir(ctx);
+  try {
+    await staged.commit();
+  } catch (err) {
+    await staged.discard();
+    throw err;
+  }
+}
+
+export interface ResolveResult {
+  readonly images: ImagesFile;
+  readonly stats: ResolveStats;
+}
+
+/** Resolve the config tree selected in `configsDir` (images.yaml or images.conf). Writes nothing. */
+export async function resolveConfigsDir(
+  configsDir: string,
+  ctx: Pick<ConfigContext, 'releasesUrl' | 'cdnUrl' | 'now' | 'log' | 'workDir'>,
+  origins?: ReadonlyMap<string, string>,
+): Promise<ResolveResult> {
+  const display = (p: string) => displayPath(p, origins);
+  const top = await findTopLevel(configsDir, display);
+  ctx.log.debug(`top-level config ${display(top.file)} (${top.format})`);
+  const [loaded, releases] = await Promise.all([
+    loadTree(top, display),
+    AlpineReleases.load({ releasesUrl: ctx.releasesUrl, cdnUrl: ctx.cdnUrl, now: ctx.now }),
+  ]);
+  const latest = await releases.versionInfo();
+  ctx.log.info(
+    `latest Alpine version ${latest.version}, release ${latest.release}${latest.notes ? `, notes ${latest.notes}` : ''}`,
+  );
+  const result = await resolveMatrix(loaded, {
+    now: ctx.now,
+    log: ctx.log,
+    workDir: ctx.workDir,
+    releases,
+    topFile: display(top.file),
+  });
+  const s = result.stats;
+  ctx.log.info(
+    `resolved ${s.variants} variants from ${s.combinations} combinations (${s.excluded} excluded, ${s.endOfLife} past end of life)`,
+  );
+  return result;
 }
 
 /** Resolve work/configs/images.(conf|yaml) into variants. Writes nothing. */
-export async function resolveImages(_ctx: ConfigContext): Promise<ImagesFile> {
-  throw new Error('not implemented');
+export async function resolveImages(ctx: ConfigContext): Promise<ImagesFile> {
+  return (await resolveConfigsDir(`${ctx.workDir}/configs`, ctx)).images;
 }
 
-export async function loadImagesYaml(_path: string): Promise<ImagesFile | undefined> {
-  throw new Error('not implemented');
+export async function loadImagesYaml(path: string): Promise<ImagesFile | undefined> {
+  return await readImagesYamlFile(path);
 }
 
 /** Atomic write of work/images.yaml. */
-export async function writeImagesYaml(_path: string, _images: ImagesFile): Promise<void> {
-  throw new Error('not implemented');
-}
-
-/** Variants selected by --only (all keys must match) and --skip (any key excludes); unknown keys are a UserError. */
-export function selectVariants(
-  _images: ImagesFile,
-  _only: readonly string[],
-  _skip: readonly string[],
-): ImageConfig[] {
-  throw new Error('not implemented');
+export async function writeImagesYaml(path: string, images: ImagesFile): Promise<void> {
+  await writeImagesYamlFile(path, images);
 }

@@ -1,0 +1,407 @@
+// Resolution of the image matrix, as alpine-cloud-images does it:
+// for every combination of dimension keys (in dimension order, the last dimension varying fastest), start from
+// Default, merge each dimension key's config in dimension order and, after each one, apply the WHEN blocks that
+// match (repeatedly, so nested WHEN blocks apply too), then drop the variant when an EXCLUDE entry is one of its
+// dimension keys or its end_of_life has passed; finally merge Mandatory and normalise.
+import type { Logger } from 'pino';
+import { ConfigError } from './errors.js';
+import { deepClone, getPath, isPlainObject, mergeAdditive, type PlainObject } from './merge.js';
+import { normaliseVariant } from './normalize.js';
+import type { AlpineReleases, VersionInfo } from './releases.js';
+import type { Location, SourceIndex } from './source.js';
+import type { ImagesFile } from './types.js';
+import type { LoadedTree } from './yaml-loader.js';
+
+export interface ResolveOptions {
+  readonly now: Date;
+  readonly log: Logger;
+  readonly workDir: string;
+  readonly releases: AlpineReleases;
+  /** the top-level config file, as shown to the user */
+  readonly topFile: string;
+}
+
+export interface ResolveStats {
+  combinations: number;
+  variants: number;
+  excluded: number;
+  endOfLife: number;
+}
+
+/** the state fields every resolved variant starts with (filled by later steps) */
+export const STATE_FIELDS = [
+  'built',
+  'uploaded',
+  'imported',
+  'signed',
+  'published',
+  'released',
+  'artifacts',
+] as const;
+
+interface Dimension {
+  readonly name: string;
+  readonly keys: readonly string[];
+}
+
+interface Layer {
+  readonly data: PlainObject;
+  /** config tree paths this layer's settings come from (several when WHEN blocks of several layers merged) */
+  readonly origins: readonly (readonly string[])[];
+}
+
+/** Parse end_of_life: YYYY-MM-DD (midnight UTC) or an ISO date-time (UTC unless it names a zone). */
+export function parseEndOfLife(v: string): Date | undefined {
+  const m =
+    /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/.exec(
+      v.trim(),
+    );
+  if (!m) return undefined;
+  const iso = m[4]
+    ? `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6] ?? '00'}${m[7] ?? 'Z'}`
+    : `${m[1]}-${m[2]}-${m[3]}T00:00:00Z`;
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? undefined : d;
+}
+
+function layerError(
+  index: SourceIndex,
+  path: readonly string[],
+  key: string,
+  expected: string,
+  got: unknown,
+  topFile: string,
+): ConfigError {
+  return new ConfigError('', { key, expected, got, location: index.find(path) ?? { file: topFile } });
+}
+
+function readTopLevel(
+  loaded: LoadedTree,
+  topFile: string,
+): { Default: PlainObject; Mandatory: PlainObject; dims: Dimension[]; Dimensions: PlainObject } {
+  const { tree, index } = loaded;
+  for (const block of ['Default', 'Dimensions', 'Mandatory']) {
+    if (!Object.hasOwn(tree, block)) {
+      throw new ConfigError(
+        `the top-level config has no ${block} block (it needs Default, Dimensions and Mandatory)`,
+        {
+          location: { file: topFile },
+        },
+      );
+    }
+    if (!isPlainObject(tree[block])) {
+      throw layerError(index, [block], block, 'a map of settings', tree[block], topFile);
+    }
+  }
+  const Dimensions = tree.Dimensions as PlainObject;
+  const dims: Dimension[] = [];
+  for (const [name, value] of Object.entries(Dimensions)) {
+    if (!isPlainObject(value) || Object.keys(value).length === 0) {
+      throw layerError(
+        index,
+        ['Dimensions', name],
+        `Dimensions.${name}`,
+        'a map of dimension keys to their configs',
+        value,
+        topFile,
+      );
+    }
+    for (const [k, v] of Object.entries(value)) {
+      if (v !== null && !isPlainObject(v)) {
+        throw layerError(
+          index,
+          ['Dimensions', name, k],
+          `Dimensions.${name}.${k}`,
+          'a map of settings',
+          v,
+          topFile,
+        );
+      }
+    }
+    dims.push({ name, keys: Object.keys(value) });
+  }
+  if (!dims.some((d) => d.name === 'version')) {
+    throw new ConfigError(
+      'Dimensions has no "version" dimension (its keys are Alpine versions such as "3.22" or edge)',
+      {
+        location: index.find(['Dimensions']) ?? { file: topFile },
+      },
+    );
+  }
+  return { Default: tree.Default as PlainObject, Mandatory: tree.Mandatory as PlainObject, dims, Dimensions };
+}
+
+/** The version key's config plus what releases.json says about it. */
+function versionLayer(cfg: PlainObject | null, info: VersionInfo): PlainObject {
+  const c: PlainObject = deepClone(cfg ?? {});
+  c.release = info.release;
+  c.release_notes = info.notes;
+  if (!Object.hasOwn(c, 'end_of_life')) c.end_of_life = info.end_of_life;
+  // the release is what the version contributes to the image name and description
+  c.name = [info.release];
+  c.description = [info.release];
+  return c;
+}
+
+const DIRECTIVES = new Set(['WHEN', 'EXCLUDE']);
+
+/**
+ * One variant being resolved. WHEN and EXCLUDE are kept beside the settings rather than among them (they are
+ * merged with the same rules and taken out after each dimension, so the result is the same), which keeps the
+ * settings object from being reshaped by deletions.
+ */
+class Variant {
+  readonly cfg: PlainObject;
+  /** WHEN blocks merged since they were last applied */
+  private when: unknown;
+  /** EXCLUDE entries merged since they were last checked */
+  private exclude: unknown;
+  private readonly applied: Layer[] = [];
+  private whenOrigins = new Map<string, string[][]>();
+  private readonly index: SourceIndex;
+  readonly configKey: string;
+
+  constructor(configKey: string, start: PlainObject, index: SourceIndex) {
+    this.configKey = configKey;
+    this.cfg = start;
+    this.index = index;
+  }
+
+  /** Merge a layer (objects merge, arrays append, anything else replaces). */
+  apply(layer: Layer): void {
+    const data = layer.data;
+    const when = data.WHEN;
+    if (when !== undefined) {
+      if (when === null) {
+        this.whenOrigins = new Map();
+      } else if (!isPlainObject(when)) {
+        throw this.error(
+          ['WHEN'],
+          'a map of dimension keys (space-separated: any of them) to settings',
+          when,
+          layer,
+        );
+      } else {
+        for (const [k, v] of Object.entries(when)) {
+          if (!isPlainObject(v)) {
+            throw this.error(['WHEN', k], 'a map of settings to apply', v, layer);
+          }
+          const list = this.whenOrigins.get(k) ?? [];
+          for (const o of layer.origins) list.push([...o, 'WHEN', k]);
+          this.whenOrigins.set(k, list);
+        }
+      }
+      this.when = mergeOne(this.when, when);
+    }
+    if (data.EXCLUDE !== undefined) this.exclude = mergeOne(this.exclude, data.EXCLUDE);
+    for (const k of Object.keys(data)) {
+      if (DIRECTIVES.has(k)) continue;
+      const s = data[k];
+      const t = this.cfg[k];
+      if (t === undefined && !Object.hasOwn(this.cfg, k)) this.cfg[k] = deepClone(s);
+      else if (isPlainObject(t) && isPlainObject(s)) mergeAdditive(t, s);
+      else if (Array.isArray(t) && Array.isArray(s)) for (const x of s) t.push(deepClone(x));
+      else this.cfg[k] = deepClone(s);
+    }
+    this.applied.push(layer);
+  }
+
+  /** Apply matching WHEN blocks until none is left (nested WHEN = AND, space-separated keys = OR). */
+  applyWhen(dimKeys: ReadonlySet<string>): void {
+    for (;;) {
+      const when = this.when;
+      this.when = undefined;
+      if (!isPlainObject(when) || Object.keys(when).length === 0) break;
+      const origins = this.whenOrigins;
+      this.whenOrigins = new Map();
+      for (const [keys, settings] of Object.entries(when)) {
+        if (!keys.split(' ').some((k) => dimKeys.has(k))) continue;
+        this.apply({ data: settings as PlainObject, origins: origins.get(keys) ?? [] });
+      }
+    }
+  }
+
+  /** Take EXCLUDE out; the entry that is one of this variant's dimension keys, if any. */
+  excluded(dimKeys: ReadonlySet<string>): string | undefined {
+    const ex = this.exclude;
+    this.exclude = undefined;
+    if (ex === undefined || ex === null) return undefined;
+    const ok = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === 'string');
+    if (!ok(ex)) {
+      throw this.error(
+        ['EXCLUDE'],
+        'a list of dimension keys (quote versions: "3.20")',
+        ex,
+        undefined,
+        (v) => !ok(v),
+      );
+    }
+    return (ex as string[]).find((k) => dimKeys.has(k));
+  }
+
+  /** Directives left after Mandatory (which nothing applies). */
+  leftover(): string[] {
+    const out: string[] = [];
+    if (this.when !== undefined && this.when !== null) out.push('WHEN');
+    if (this.exclude !== undefined && this.exclude !== null) out.push('EXCLUDE');
+    return out;
+  }
+
+  locate(path: readonly string[], isBad?: (v: unknown) => boolean): Location | undefined {
+    for (let i = this.applied.length - 1; i >= 0; i--) {
+      const layer = this.applied[i]!;
+      const v = getPath(layer.data, path);
+      if (v === undefined || (isBad && !isBad(v))) continue;
+      for (let j = layer.origins.length - 1; j >= 0; j--) {
+        const loc = this.index.find([...layer.origins[j]!, ...path]);
+        if (loc) return loc;
+      }
+    }
+    return undefined;
+  }
+
+  error(
+    path: readonly string[],
+    expected: string,
+    got: unknown,
+    layer?: Layer,
+    isBad?: (v: unknown) => boolean,
+  ): ConfigError {
+    let location: Location | undefined;
+    if (layer) {
+      for (let j = layer.origins.length - 1; j >= 0 && !location; j--) {
+        location = this.index.find([...layer.origins[j]!, ...path]);
+      }
+    }
+    location ??= this.locate(path, isBad) ?? this.locate(path);
+    return new ConfigError('', { variant: this.configKey, key: path.join('.'), expected, got, location });
+  }
+}
+
+/** mergeAdditive for a single value: what `{k: a}` merged with `{k: b}` holds at k. */
+function mergeOne(a: unknown, b: unknown): unknown {
+  const t: PlainObject = a === undefined ? {} : { v: a };
+  mergeAdditive(t, { v: b });
+  return t.v;
+}
+
+/** Resolve the loaded config tree into variants (config_key -> normalised variant), in matrix order. */
+export async function resolveMatrix(
+  loaded: LoadedTree,
+  opts: ResolveOptions,
+): Promise<{ images: ImagesFile; stats: ResolveStats }> {
+  const { index } = loaded;
+  const { log, releases, now } = opts;
+  const top = readTopLevel(loaded, opts.topFile);
+  const dimConfigs = new Map<string, Map<string, PlainObject>>();
+  for (const d of top.dims) {
+    const m = new Map<string, PlainObject>();
+    for (const k of d.keys)
+      m.set(k, ((top.Dimensions[d.name] as PlainObject)[k] as PlainObject | null) ?? {});
+    dimConfigs.set(d.name, m);
+  }
+
+  // release information for every version key (release candidates are looked up once, in parallel)
+  const versionKeys = top.dims.find((d) => d.name === 'version')!.keys;
+  const infos = await Promise.all(versionKeys.map((v) => releases.versionInfo(v)));
+  const versionInfo = new Map(versionKeys.map((v, i) => [v, infos[i]!]));
+  const versions = dimConfigs.get('version')!;
+  for (const v of versionKeys) versions.set(v, versionLayer(versions.get(v)!, versionInfo.get(v)!));
+
+  const images: ImagesFile = {};
+  const stats: ResolveStats = { combinations: 0, variants: 0, excluded: 0, endOfLife: 0 };
+  const eolDropped = new Map<string, number>();
+  const eolCache = new Map<string, Date>();
+  const counters = top.dims.map(() => 0);
+  const sizes = top.dims.map((d) => d.keys.length);
+  const total = sizes.reduce((a, b) => a * b, 1);
+
+  for (let n = 0; n < total; n++) {
+    // odometer: the last dimension varies fastest (itertools.product order)
+    if (n > 0) {
+      for (let i = counters.length - 1; i >= 0; i--) {
+        counters[i]! += 1;
+        if (counters[i]! < sizes[i]!) break;
+        counters[i] = 0;
+      }
+    }
+    stats.combinations++;
+    const dimMap = top.dims.map((d, i) => [d.name, d.keys[counters[i]!]!] as const);
+    const dimKeys = dimMap.map(([, k]) => k);
+    const dimKeySet = new Set(dimKeys);
+    const configKey = dimKeys.join('-');
+    const version = dimMap.find(([name]) => name === 'version')![1];
+    const release = versionInfo.get(version)!.release;
+    const imageKey = dimMap.map(([name, k]) => (name === 'version' ? release : k)).join('-');
+
+    const start: PlainObject = { config_key: configKey };
+    for (const f of STATE_FIELDS) start[f] = null;
+    start.image_key = imageKey;
+    start.release = release;
+    for (const [name, k] of dimMap) start[name] = k;
+
+    const variant = new Variant(configKey, start, index);
+    variant.apply({ data: top.Default, origins: [['Default']] });
+    let dropped: string | undefined;
+    for (const [name, key] of dimMap) {
+      variant.apply({ data: dimConfigs.get(name)!.get(key)!, origins: [['Dimensions', name, key]] });
+      variant.applyWhen(dimKeySet);
+      const ex = variant.excluded(dimKeySet);
+      if (ex !== undefined) {
+        log.debug(`${configKey} skipped: ${key} excludes ${ex}`);
+        stats.excluded++;
+        dropped = 'excluded';
+        break;
+      }
+      const eol = variant.cfg.end_of_life;
+      if (eol) {
+        let when = typeof eol === 'string' ? eolCache.get(eol) : undefined;
+        if (when === undefined && typeof eol === 'string') {
+          when = parseEndOfLife(eol);
+          if (when) eolCache.set(eol, when);
+        }
+        if (!when) {
+          throw variant.error(
+            ['end_of_life'],
+            'a date such as 2026-05-01',
+            eol,
+            undefined,
+            (v) => typeof v !== 'string' || !parseEndOfLife(v),
+          );
+        }
+        if (now.getTime() > when.getTime()) {
+          log.debug(`${configKey} skipped: ${key} end_of_life ${eol} has passed`);
+          const reason = `${key} (end_of_life ${eol})`;
+          eolDropped.set(reason, (eolDropped.get(reason) ?? 0) + 1);
+          stats.endOfLife++;
+          dropped = 'eol';
+          break;
+        }
+      }
+    }
+    if (dropped) continue;
+
+    variant.apply({ data: top.Mandatory, origins: [['Mandatory']] });
+    const leftover = variant.leftover()[0];
+    if (leftover) {
+      throw new ConfigError(
+        `${leftover} is not applied in Mandatory (it is merged last); move it to Default or a dimension config`,
+        {
+          key: `Mandatory.${leftover}`,
+          location: index.find(['Mandatory', leftover]) ?? { file: opts.topFile },
+        },
+      );
+    }
+    images[configKey] = normaliseVariant(variant.cfg, {
+      variant: configKey,
+      locate: (path, isBad) => variant.locate(path, isBad),
+      workDir: opts.workDir,
+      isoUrl: (arch) => releases.virtIsoUrl(arch),
+    });
+    stats.variants++;
+  }
+  for (const [reason, count] of eolDropped) {
+    log.warn(`dropped ${count} variant${count === 1 ? '' : 's'}: ${reason} has passed`);
+  }
+  return { images, stats };
+}

@@ -1,0 +1,278 @@
+// The work directory: work/configs and work/scripts are installed from the repository's configs/ and scripts/,
+// then from each --custom DIR's configs/ and scripts/ (in the order given), only when they do not exist yet.
+// Installing over an existing file is an error naming both files, except for the top-level selector
+// configs/images.yaml or configs/images.conf: a symlink to a file in the same directory, which a later overlay
+// may replace (the last one installed selects the top-level config).
+//
+// Installation is staged in a hidden directory inside work/ and moved into place only when the caller commits,
+// so a failed installation (or a failed resolution of what was installed) leaves work/ as it was.
+import { randomBytes } from 'node:crypto';
+import {
+  chmod,
+  copyFile,
+  lstat,
+  mkdir,
+  readdir,
+  readlink,
+  realpath,
+  rename,
+  rm,
+  stat,
+  symlink,
+} from 'node:fs/promises';
+import { basename, join, normalize, relative, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { UserError } from '../util/errors.js';
+import { syncDir } from '../util/fs.js';
+
+/** What the work directory is made of from the sources. */
+export const WORK_OVERLAYS = ['configs', 'scripts'] as const;
+export type WorkOverlay = (typeof WORK_OVERLAYS)[number];
+
+/** Top-level config selectors in work/configs (at most one of them should exist). */
+export const SELECTORS = ['images.yaml', 'images.conf'] as const;
+
+/**
+ * Entries of work/ that --clean keeps: the lock of the running build and caches (downloaded ISOs and boot files,
+ * UEFI firmware, Packer's cache and plugins, node tooling, credential caches).
+ */
+export const WORK_KEEP = [
+  '.lock',
+  '.cache',
+  'cache',
+  'boot',
+  'iso',
+  'firmware',
+  'packer_cache',
+  'packer_plugin',
+  'node',
+  'tools',
+] as const;
+
+const STAGE_PREFIX = '.stage-';
+
+export interface StageOptions {
+  readonly rootDir: string;
+  readonly workDir: string;
+  readonly custom: readonly string[];
+  /** stage everything afresh and empty work/ (but WORK_KEEP) on commit */
+  readonly clean: boolean;
+  readonly log: Logger;
+}
+
+export interface Staged {
+  /** staging directory (inside work/) holding the freshly installed overlays */
+  readonly dir: string;
+  /** overlays installed afresh (the others are used as they are in work/) */
+  readonly installed: readonly WorkOverlay[];
+  /** where work/configs is (or will be) read from right now: staged copy or the existing work/configs */
+  readonly configsDir: string;
+  /** a file inside the staging directory -> the source file it was copied from (for messages) */
+  readonly origins: ReadonlyMap<string, string>;
+  /** empty work/ if --clean, then move the staged overlays into place */
+  commit(): Promise<void>;
+  /** remove the staging directory */
+  discard(): Promise<void>;
+}
+
+async function isDir(p: string): Promise<boolean> {
+  try {
+    return (await stat(p)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+async function lexists(p: string): Promise<boolean> {
+  try {
+    await lstat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function shown(p: string): string {
+  const r = relative(process.cwd(), p);
+  return r && !r.startsWith('..') ? r : p;
+}
+
+/** Remove everything in work/ except WORK_KEEP (and the given extra names). */
+export async function cleanWorkDir(
+  workDir: string,
+  log: Logger,
+  keepAlso: readonly string[] = [],
+): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await readdir(workDir);
+  } catch {
+    return;
+  }
+  const keep = new Set<string>([...WORK_KEEP, ...keepAlso]);
+  log.info(`cleaning work directory ${shown(workDir)} (keeping caches)`);
+  for (const name of entries) {
+    if (keep.has(name)) continue;
+    log.debug(`removing ${join(workDir, name)}`);
+    await rm(join(workDir, name), { recursive: true, force: true });
+  }
+}
+
+/** Is `src` a top-level selector: images.yaml/images.conf, a symlink to a file in its own directory? */
+async function selectorTarget(src: string, rel: string, overlay: WorkOverlay): Promise<string | undefined> {
+  if (overlay !== 'configs' || !(SELECTORS as readonly string[]).includes(rel)) return undefined;
+  const st = await lstat(src);
+  if (!st.isSymbolicLink()) return undefined;
+  const target = normalize(await readlink(src));
+  return target === basename(target) ? target : undefined;
+}
+
+async function uniqueSources(rootDir: string, custom: readonly string[]): Promise<string[]> {
+  const seen = new Set<string>();
+  const out: string[] = [];
+  for (const dir of [rootDir, ...custom]) {
+    const abs = resolve(dir);
+    let real = abs;
+    try {
+      real = await realpath(abs);
+    } catch {
+      throw new UserError(`--custom ${dir}: directory does not exist`);
+    }
+    if (seen.has(real)) continue;
+    seen.add(real);
+    out.push(abs);
+  }
+  return out;
+}
+
+/** Install one overlay (configs or scripts) from every source into `dest`, recording where files came from. */
+async function installOverlay(
+  overlay: WorkOverlay,
+  sources: readonly string[],
+  dest: string,
+  shownDest: string,
+  origins: Map<string, string>,
+  log: Logger,
+): Promise<void> {
+  await mkdir(dest, { recursive: true });
+  for (const src of sources) {
+    const srcDir = join(src, overlay);
+    if (!(await isDir(srcDir))) {
+      log.debug(`${shown(srcDir)} does not exist, skipping`);
+      continue;
+    }
+    log.info(`installing ${shown(srcDir)} into ${shownDest}`);
+    await copyTree(srcDir, '', overlay, dest, shownDest, origins, log);
+  }
+}
+
+async function copyTree(
+  srcDir: string,
+  rel: string,
+  overlay: WorkOverlay,
+  dest: string,
+  shownDest: string,
+  origins: Map<string, string>,
+  log: Logger,
+): Promise<void> {
+  const here = join(srcDir, rel);
+  const names = (await readdir(here)).filter((n) => !n.startsWith('.')).sort();
+  for (const name of names) {
+    const relPath = rel ? join(rel, name) : name;
+    const src = join(srcDir, relPath);
+    const dst = join(dest, relPath);
+    const target = await selectorTarget(src, relPath, overlay);
+    if (target !== undefined) {
+      // the selector may be replaced; only one selector (yaml or conf) is kept: the last one installed
+      for (const s of SELECTORS) {
+        const existing = join(dest, s);
+        if (await lexists(existing)) {
+          log.debug(`replacing ${join(shownDest, s)} with ${relPath} -> ${target}`);
+          await rm(existing, { force: true });
+          origins.delete(existing);
+        }
+      }
+      await symlink(target, dst);
+      origins.set(dst, src);
+      continue;
+    }
+    let st: Awaited<ReturnType<typeof stat>>;
+    try {
+      st = await stat(src);
+    } catch {
+      throw new UserError(`cannot install ${shown(src)}: it is a dangling symlink`);
+    }
+    if (st.isDirectory()) {
+      if (!(await lexists(dst))) await mkdir(dst);
+      else if (!(await isDir(dst))) throw overwriteError(src, dst, shownDest, dest, origins);
+      await copyTree(srcDir, relPath, overlay, dest, shownDest, origins, log);
+      continue;
+    }
+    if (await lexists(dst)) throw overwriteError(src, dst, shownDest, dest, origins);
+    await copyFile(src, dst);
+    await chmod(dst, st.mode & 0o7777);
+    origins.set(dst, src);
+  }
+}
+
+function overwriteError(
+  src: string,
+  dst: string,
+  shownDest: string,
+  dest: string,
+  origins: Map<string, string>,
+): UserError {
+  const existing = join(shownDest, relative(dest, dst));
+  const from = origins.get(dst);
+  return new UserError(
+    `cannot install ${shown(src)} over ${existing}${from ? ` (installed from ${shown(from)})` : ''}: overlays may not replace files (only configs/images.yaml or images.conf, a symlink to a file in the same directory)`,
+  );
+}
+
+/**
+ * Stage the overlays that work/ needs (all of them with --clean), without touching anything else in work/.
+ * Stale staging directories of earlier, interrupted runs are removed.
+ */
+export async function stageWorkDir(opts: StageOptions): Promise<Staged> {
+  const { workDir, log } = opts;
+  await mkdir(workDir, { recursive: true });
+  for (const name of await readdir(workDir)) {
+    if (name.startsWith(STAGE_PREFIX)) await rm(join(workDir, name), { recursive: true, force: true });
+  }
+  const needed: WorkOverlay[] = [];
+  for (const o of WORK_OVERLAYS) {
+    if (opts.clean || !(await isDir(join(workDir, o)))) needed.push(o);
+    else log.info(`using existing ${shown(join(workDir, o))}`);
+  }
+  const dir = join(workDir, `${STAGE_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`);
+  const origins = new Map<string, string>();
+  const discard = async () => {
+    await rm(dir, { recursive: true, force: true });
+  };
+  if (needed.length > 0) {
+    const sources = await uniqueSources(opts.rootDir, opts.custom);
+    try {
+      for (const o of needed)
+        await installOverlay(o, sources, join(dir, o), shown(join(workDir, o)), origins, log);
+    } catch (err) {
+      await discard();
+      throw err;
+    }
+  }
+  return {
+    dir,
+    installed: needed,
+    configsDir: needed.includes('configs') ? join(dir, 'configs') : join(workDir, 'configs'),
+    origins,
+    discard,
+    async commit() {
+      if (opts.clean) await cleanWorkDir(workDir, log, [basename(dir)]);
+      for (const o of needed) {
+        await rm(join(workDir, o), { recursive: true, force: true });
+        await rename(join(dir, o), join(workDir, o));
+      }
+      await discard();
+      await syncDir(workDir);
+    },
+  };
+}

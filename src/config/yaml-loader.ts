@@ -1,0 +1,223 @@
+// YAML config trees: several files joined by `include`, several documents layered in order.
+//
+// - Any mapping may hold `include: FILE` or `include: [FILE, ...]` (paths relative to the including file).
+//   The included files' contents are merged first (in order), then the mapping's own keys on top of them,
+//   wherever `include` appears in the mapping. Objects merge; arrays, scalars and null replace.
+// - A file may hold several YAML documents (separated by `---`); they are merged in order with the same rule,
+//   so `key: null` in one document and `key: {...}` in the next resets what an include brought in.
+// - `<<: *anchor` merges the anchored mapping(s) like an include.
+// - Keys are taken as written: `3.20:` is the key "3.20", not the number 3.2.
+import { readFileSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import {
+  type Document,
+  isAlias,
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  parseAllDocuments,
+  Scalar,
+  type YAMLMap,
+  type Node as YamlNode,
+} from 'yaml';
+import { ConfigError } from './errors.js';
+import { isPlainObject, mergeOverride, type PlainObject } from './merge.js';
+import { type Location, SourceIndex } from './source.js';
+
+export interface LoadedTree {
+  readonly tree: PlainObject;
+  readonly index: SourceIndex;
+  /** every file read, absolute */
+  readonly files: readonly string[];
+}
+
+interface ParsedFile {
+  readonly docs: Document.Parsed[];
+  readonly lc: LineCounter;
+}
+
+interface Site {
+  readonly file: string;
+  readonly doc: Document.Parsed;
+  readonly lc: LineCounter;
+}
+
+const INCLUDE = 'include';
+const MERGE = '<<';
+
+export function loadYamlTree(file: string, display: (abs: string) => string): LoadedTree {
+  const loader = new YamlTreeLoader(display);
+  const tree = loader.loadFile(resolve(file), [], undefined);
+  if (!isPlainObject(tree)) {
+    throw new ConfigError('the top-level config must be a mapping', { location: { file: display(file) } });
+  }
+  return { tree, index: loader.index, files: [...loader.cache.keys()] };
+}
+
+class YamlTreeLoader {
+  readonly cache = new Map<string, ParsedFile>();
+  readonly index = new SourceIndex();
+  private readonly stack: string[] = [];
+  private readonly display: (abs: string) => string;
+
+  constructor(display: (abs: string) => string) {
+    this.display = display;
+  }
+
+  private parse(file: string): ParsedFile {
+    const cached = this.cache.get(file);
+    if (cached) return cached;
+    const text = readFileSync(file, 'utf8');
+    const lc = new LineCounter();
+    const docs = parseAllDocuments(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+    const list: Document.Parsed[] = [...docs];
+    const errors = 'empty' in docs ? docs.errors : list.flatMap((d) => d.errors);
+    const err = errors[0];
+    if (err) {
+      const pos = err.linePos?.[0];
+      const message = err.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '') ?? err.message;
+      throw new ConfigError(`YAML syntax error: ${message}`, {
+        location: { file: this.display(file), line: pos?.line, col: pos?.col },
+      });
+    }
+    const parsed = { docs: list, lc };
+    this.cache.set(file, parsed);
+    return parsed;
+  }
+
+  loadFile(file: string, prefix: readonly string[], from: Location | undefined): unknown {
+    if (this.stack.includes(file)) {
+      const chain = [...this.stack.slice(this.stack.indexOf(file)), file].map(this.display).join(' -> ');
+      throw new ConfigError(`include cycle: ${chain}`, { location: from });
+    }
+    this.stack.push(file);
+    try {
+      const { docs, lc } = this.parse(file);
+      let out: unknown = {};
+      for (const doc of docs) {
+        const contents = doc.contents as YamlNode | null;
+        if (contents === null || (isScalar(contents) && contents.value === null)) continue;
+        if (!isMap(contents)) {
+          throw new ConfigError('expected a mapping at the top of the document', {
+            location: this.loc({ file, doc, lc }, contents),
+          });
+        }
+        out = mergeOverride(out, this.mapValue(contents, { file, doc, lc }, prefix));
+      }
+      return out;
+    } finally {
+      this.stack.pop();
+    }
+  }
+
+  private loc(site: Site, node: YamlNode | null | undefined): Location {
+    const file = this.display(site.file);
+    const offset = node?.range?.[0];
+    if (offset === undefined) return { file };
+    const pos = site.lc.linePos(offset);
+    return { file, line: pos.line, col: pos.col };
+  }
+
+  private keyString(site: Site, key: unknown): string {
+    if (isScalar(key)) {
+      const k =
+        key.type === Scalar.PLAIN && typeof key.source === 'string' && key.source !== ''
+          ? key.source
+          : key.value === null
+            ? undefined
+            : String(key.value);
+      if (k === undefined) throw new ConfigError('empty mapping key', { location: this.loc(site, key) });
+      if (k === '__proto__') {
+        throw new ConfigError('the key "__proto__" is not allowed', { location: this.loc(site, key) });
+      }
+      return k;
+    }
+    throw new ConfigError('mapping keys must be plain strings', {
+      location: this.loc(site, key as YamlNode | null),
+    });
+  }
+
+  private value(node: unknown, site: Site, path: readonly string[], depth = 0): unknown {
+    if (node === null || node === undefined) return null;
+    if (isAlias(node)) {
+      if (depth > 50) throw new ConfigError('alias nesting too deep', { location: this.loc(site, node) });
+      const target = node.resolve(site.doc);
+      if (!target) throw new ConfigError(`unknown alias *${node.source}`, { location: this.loc(site, node) });
+      return this.value(target, site, path, depth + 1);
+    }
+    if (isScalar(node)) {
+      const v = node.value;
+      if (v instanceof Date) return v.toISOString();
+      if (typeof v === 'bigint') return Number(v);
+      return v;
+    }
+    if (isSeq(node)) return node.items.map((n) => this.value(n, site, path, depth));
+    if (isMap(node)) return this.mapValue(node as YAMLMap, site, path);
+    throw new ConfigError('unsupported YAML node', { location: this.loc(site, node as YamlNode) });
+  }
+
+  private mapValue(map: YAMLMap, site: Site, path: readonly string[]): PlainObject {
+    let out: PlainObject = {};
+    // includes and merge keys come first, wherever they are written
+    for (const pair of map.items) {
+      const key = this.keyString(site, pair.key);
+      if (key === INCLUDE) {
+        for (const inc of this.includeList(site, pair.value as YamlNode | null)) {
+          const target = isAbsolute(inc.path) ? inc.path : resolve(dirname(site.file), inc.path);
+          let ok = false;
+          try {
+            ok = statSync(target).isFile();
+          } catch {
+            ok = false;
+          }
+          if (!ok) {
+            throw new ConfigError(`include "${inc.path}": file not found (${this.display(target)})`, {
+              location: inc.loc,
+            });
+          }
+          const included = this.loadFile(target, path, inc.loc);
+          if (!isPlainObject(included)) {
+            throw new ConfigError(`include "${inc.path}": the included file must hold a mapping`, {
+              location: inc.loc,
+            });
+          }
+          out = mergeOverride(out, included) as PlainObject;
+        }
+      } else if (key === MERGE) {
+        const v = this.value(pair.value, site, path);
+        const list = Array.isArray(v) ? v : [v];
+        for (const m of list) {
+          if (!isPlainObject(m)) {
+            throw new ConfigError('"<<" must merge a mapping or a list of mappings', {
+              location: this.loc(site, pair.value as YamlNode),
+            });
+          }
+          out = mergeOverride(out, m) as PlainObject;
+        }
+      }
+    }
+    for (const pair of map.items) {
+      const key = this.keyString(site, pair.key);
+      if (key === INCLUDE || key === MERGE) continue;
+      const keyPath = [...path, key];
+      this.index.add(keyPath, this.loc(site, pair.key as YamlNode));
+      const v = this.value(pair.value, site, keyPath);
+      // `out` is always a fresh object here, so it may be changed in place
+      out[key] = Object.hasOwn(out, key) ? mergeOverride(out[key], v) : v;
+    }
+    return out;
+  }
+
+  private includeList(site: Site, node: YamlNode | null): { path: string; loc: Location }[] {
+    const one = (n: unknown): { path: string; loc: Location } => {
+      const loc = this.loc(site, n as YamlNode);
+      if (!isScalar(n) || typeof n.value !== 'string' || n.value === '') {
+        throw new ConfigError('include: expected a file name or a list of file names', { location: loc });
+      }
+      return { path: n.value, loc };
+    };
+    if (isSeq(node)) return node.items.map(one);
+    return [one(node)];
+  }
+}
