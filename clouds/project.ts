@@ -2,11 +2,13 @@
  * The `project` config value tags every cloud image and is how imports are found again. The shipped configs carry
  * a placeholder that must be replaced before importing anything into a real account.
  */
-export const PLACEHOLDER_PROJECT = 'my-project-identifier';
+export const PLACEHOLDER_PROJECT = 'CHANGE-ME-cloud-images-project';
 
-/** The placeholder itself, anything else starting with "my-", or empty. */
+/** Empty, the shipped placeholder, or anything else that looks like one ("CHANGE-ME…", "my-…"). */
 export function isPlaceholderProject(project: string | undefined | null): boolean {
-  return !project || project === PLACEHOLDER_PROJECT || project.startsWith('my-');
+  if (!project) return true;
+  const p = project.toLowerCase();
+  return p === PLACEHOLDER_PROJECT.toLowerCase() || p.startsWith('change-me') || p.startsWith('my-');
 }
 
 export function placeholderWarning(project: string | undefined | null): string {

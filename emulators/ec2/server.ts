@@ -911,6 +911,10 @@ export class Ec2Emulator extends EventEmitter {
       throw new Ec2Error('IncorrectState', `Image ${srcId} is not in a valid state for copying`);
     }
     const s = this.region(region);
+    // a retried request (same ClientToken) gets the copy the first attempt started
+    const token = str(p, 'ClientToken');
+    const earlier = token ? s.copyTokens.get(token) : undefined;
+    if (earlier && s.images.has(earlier)) return { imageId: earlier };
     for (const i of s.images.values()) {
       if (i.name === name) {
         throw new Ec2Error('InvalidAMIName.Duplicate', `AMI name ${name} is already in use by AMI ${i.id}`);
@@ -958,6 +962,7 @@ export class Ec2Emulator extends EventEmitter {
     if (bool(p, 'CopyImageTags')) for (const [k, v] of src.tags) img.tags.set(k, v);
     if (!failing) s.snapshots.set(snap.id, snap);
     s.images.set(img.id, img);
+    if (token) s.copyTokens.set(token, img.id);
     return { imageId: img.id };
   }
 

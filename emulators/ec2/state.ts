@@ -136,4 +136,6 @@ export class RegionState {
   readonly images = new Map<string, EmuImage>();
   readonly snapshots = new Map<string, EmuSnapshot>();
   readonly importTasks = new Map<string, EmuImportTask>();
+  /** CopyImage ClientToken -> image id (idempotent retries) */
+  readonly copyTokens = new Map<string, string>();
 }
