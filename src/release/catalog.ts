@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { stringify } from 'yaml';
+import { getCloud } from '../../clouds/index.js';
 import type { CloudPlugin } from '../../clouds/types.js';
 import { fillPlaceholders, type Image } from '../state/image.js';
 import type { StoragePool } from '../storage/types.js';
@@ -28,7 +29,7 @@ export interface CatalogContext {
   readonly pool: StoragePool;
   readonly outDir: string;
   readonly log: Logger;
-  /** cloud plugins, for region and launch URLs (default: none; AWS console URLs are built in) */
+  /** cloud plugins, for region and launch URLs (default: the registry, clouds/index.ts getCloud) */
   readonly clouds?: (name: string) => CloudPlugin | undefined;
   /** clock, for tests */
   readonly now?: () => Date;
@@ -202,9 +203,8 @@ async function fetchChecksums(
 }
 
 function pluginFor(ctx: CatalogContext, cloud: string): CloudPlugin | undefined {
-  if (!ctx.clouds) return undefined;
   try {
-    return ctx.clouds(cloud);
+    return (ctx.clouds ?? getCloud)(cloud);
   } catch {
     return undefined;
   }

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { getCloud } from '../../clouds/index.js';
 import type { CloudPlugin } from '../../clouds/types.js';
 import type { Catalog, CatalogEntry } from '../../src/release/index.js';
 import { generateCatalog, writeCatalog } from '../../src/release/index.js';
@@ -27,6 +28,15 @@ let root: string;
 let pool: StoragePool;
 let images: Image[];
 const stored: Record<string, StoredRevisionFixture> = {};
+
+/** what the AWS plugin (the default registry) makes of a region and image id */
+function awsLinks(region: string, id: string) {
+  const aws = getCloud('aws');
+  return {
+    region_url: aws.regionUrl!(images[0]!, region, id),
+    launch_url: aws.launchUrl!(images[0]!, region, id),
+  };
+}
 
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'catalog-test-'));
@@ -188,30 +198,9 @@ describe('writeCatalog', () => {
       signing_key_fingerprint: FP,
       metadata_url: `${base}/aws_alpine-3.21.2-x86_64-uefi-tiny-r1.yaml`,
       regions: [
-        {
-          region: 'eu-west-1',
-          image_id: 'ami-a1euw1',
-          region_url:
-            'https://eu-west-1.console.aws.amazon.com/ec2/home?region=eu-west-1#Images:visibility=public-images;imageId=ami-a1euw1',
-          launch_url:
-            'https://eu-west-1.console.aws.amazon.com/ec2/home?region=eu-west-1#launchAmi=ami-a1euw1',
-        },
-        {
-          region: 'us-east-1',
-          image_id: 'ami-a1use1',
-          region_url:
-            'https://us-east-1.console.aws.amazon.com/ec2/home?region=us-east-1#Images:visibility=public-images;imageId=ami-a1use1',
-          launch_url:
-            'https://us-east-1.console.aws.amazon.com/ec2/home?region=us-east-1#launchAmi=ami-a1use1',
-        },
-        {
-          region: 'us-west-2',
-          image_id: 'ami-a1usw2',
-          region_url:
-            'https://us-west-2.console.aws.amazon.com/ec2/home?region=us-west-2#Images:visibility=public-images;imageId=ami-a1usw2',
-          launch_url:
-            'https://us-west-2.console.aws.amazon.com/ec2/home?region=us-west-2#launchAmi=ami-a1usw2',
-        },
+        { region: 'eu-west-1', image_id: 'ami-a1euw1', ...awsLinks('eu-west-1', 'ami-a1euw1') },
+        { region: 'us-east-1', image_id: 'ami-a1use1', ...awsLinks('us-east-1', 'ami-a1use1') },
+        { region: 'us-west-2', image_id: 'ami-a1usw2', ...awsLinks('us-west-2', 'ami-a1usw2') },
       ],
     });
   });
@@ -333,9 +322,7 @@ describe('writeCatalog', () => {
     expect(img.regions[1]).toEqual({
       cloud: 'aws',
       region: 'us-east-1',
-      region_url:
-        'https://us-east-1.console.aws.amazon.com/ec2/home?region=us-east-1#Images:visibility=public-images;imageId=ami-a1use1',
-      launch_url: 'https://us-east-1.console.aws.amazon.com/ec2/home?region=us-east-1#launchAmi=ami-a1use1',
+      ...awsLinks('us-east-1', 'ami-a1use1'),
     });
   });
 });
