@@ -45,6 +45,8 @@ export interface BrokerEmulatorOptions {
   /** Expires header lifetimes in seconds; 0 sends no Expires header */
   ttl?: { accounts?: number; regions?: number; credentials?: number };
   faults?: BrokerFaults;
+  /** hand out these keys for a region instead of generated ones (e.g. what a local S3 accepts) */
+  credentialsFor?: (region: string) => { access_key: string; secret_key: string } | undefined;
   now?: () => number;
   log?: (line: string) => void;
 }
@@ -100,12 +102,16 @@ export class BrokerEmulator {
 
   /** The access key id handed out for a region (what the EC2 emulator can insist on). */
   accessKeyFor(region: string): string {
+    const fixed = this.opts.credentialsFor?.(region);
+    if (fixed) return fixed.access_key;
     const h = createHash('sha256').update(region).digest('hex').slice(0, 12).toUpperCase();
     return `ASIABROKER${h}`;
   }
 
   /** The secret key handed out for a region (tests check it never appears in logs or files). */
   secretKeyFor(region: string): string {
+    const fixed = this.opts.credentialsFor?.(region);
+    if (fixed) return fixed.secret_key;
     return createHash('sha256').update(this.secret).update(region).digest('base64').slice(0, 40);
   }
 
