@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
-import { appendFile, mkdir, readFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { appendFile, mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { homedir, userInfo } from 'node:os';
 import { dirname, posix } from 'node:path';
 import type { Logger } from 'pino';
@@ -38,6 +38,10 @@ interface Session {
   readonly sftp: SFTPWrapper;
   /** directories known to exist (or being created), so `mkdir -p` runs once per directory per run */
   readonly dirs: Map<string, Promise<void>>;
+  /** false once the connection or its SFTP channel has closed */
+  alive: boolean;
+  /** rejecters of the requests in flight, called when the session dies */
+  readonly pending: Set<(err: Error) => void>;
 }
 
 interface Target {
@@ -77,6 +81,8 @@ function strictMode(value: string | undefined, source: string): StrictMode {
  */
 export class SshConnections {
   private readonly sessions = new Map<string, Promise<Session>>();
+  /** the established session behind each entry of `sessions` */
+  private readonly live = new Map<string, Session>();
   private readonly log: Logger;
   private readonly env: NodeJS.ProcessEnv;
   private readonly home: string;
@@ -286,7 +292,8 @@ export class SshConnections {
     };
 
     const client = new Client();
-    const session = await new Promise<Session>((resolve, reject) => {
+    let session: Session | undefined;
+    const established = await new Promise<Session>((resolve, reject) => {
       let settled = false;
       const fail = (err: Error) => {
         if (settled) return;
@@ -303,16 +310,7 @@ export class SshConnections {
       });
       client.on('close', () => {
         if (!settled) fail(new Error(`cannot connect to ${t.key}: connection closed during handshake`));
-        // a connection that dies mid-run is replaced on next use
-        const current = this.sessions.get(t.key);
-        if (settled && current) {
-          current.then(
-            (s) => {
-              if (s.client === client) this.sessions.delete(t.key);
-            },
-            () => {},
-          );
-        }
+        if (session) this.discard(session);
       });
       client.on('ready', () => {
         this.opened += 1;
@@ -322,7 +320,19 @@ export class SshConnections {
             return;
           }
           settled = true;
-          resolve({ key: t.key, client, sftp, dirs: new Map() });
+          const s: Session = { key: t.key, client, sftp, dirs: new Map(), alive: true, pending: new Set() };
+          session = s;
+          this.live.set(t.key, s);
+          sftp.on('close', () => {
+            this.discard(s);
+            client.end();
+          });
+          sftp.on('error', (e: Error) => {
+            this.log.warn({ host: t.key, err: e.message }, 'ssh: SFTP channel error');
+            this.discard(s);
+            client.end();
+          });
+          resolve(s);
         });
       });
       this.log.debug({ host: t.key }, 'ssh: connecting');
@@ -334,13 +344,27 @@ export class SshConnections {
         hostVerifier: verify,
         algorithms: { serverHostKey: hostKeyAlgorithms(entries, hostName) as never },
         readyTimeout: t.connectTimeoutMs,
-        keepaliveInterval: 15_000,
-        keepaliveCountMax: 4,
+        keepaliveInterval: 10_000,
+        keepaliveCountMax: 3,
       });
     });
     if (newHostKey) await this.recordHostKey(t, hostName, newHostKey);
     this.log.debug({ host: t.key }, 'ssh: connected');
-    return session;
+    return established;
+  }
+
+  /** Forget a session whose connection has died; the next operation on that host opens a new one. */
+  discard(s: Session): void {
+    if (!s.alive) return;
+    s.alive = false;
+    const lost = new Error('Not connected: ssh connection lost');
+    for (const abort of s.pending) abort(lost);
+    s.pending.clear();
+    if (this.live.get(s.key) === s) {
+      this.live.delete(s.key);
+      this.sessions.delete(s.key);
+      if (!this.closed) this.log.warn({ host: s.key }, 'ssh connection lost; reconnecting on next use');
+    }
   }
 
   private async recordHostKey(t: Target, hostName: string, blob: Buffer): Promise<void> {
@@ -390,6 +414,7 @@ export class SshConnections {
     this.closed = true;
     const all = [...this.sessions.values()];
     this.sessions.clear();
+    this.live.clear();
     await Promise.allSettled(
       all.map(async (p) => {
         const s = await p;
@@ -417,10 +442,32 @@ function fingerprint(blob: Buffer): string {
 // -----------------------------------------------------------------------------------------------------------
 // SFTP helpers
 
-function call<T>(fn: (cb: (err: Error | null | undefined, value: T) => void) => void): Promise<T> {
+/**
+ * One SFTP request as a promise. It is rejected as soon as the session dies, even if ssh2 never calls back
+ * (requests queued while a connection is going down can otherwise wait forever).
+ */
+function call<T>(
+  s: Session,
+  fn: (cb: (err: Error | null | undefined, value: T) => void) => void,
+): Promise<T> {
+  if (!s.alive) return Promise.reject(new Error('Not connected: ssh connection lost'));
   return new Promise<T>((resolve, reject) => {
-    fn((err, value) => (err ? reject(err) : resolve(value)));
+    const abort = (err: Error) => reject(err);
+    s.pending.add(abort);
+    fn((err, value) => {
+      s.pending.delete(abort);
+      if (err) reject(err);
+      else resolve(value);
+    });
   });
+}
+
+/** Errors that mean the connection or channel is gone rather than that the operation failed. */
+function connectionLost(err: unknown): boolean {
+  if (sftpCode(err) !== undefined) return false;
+  return /No response from server|Not connected|Channel (not open|closed)|ECONNRESET|EPIPE|write after end|socket/i.test(
+    errorMessage(err),
+  );
 }
 
 async function ensureDir(s: Session, dir: string): Promise<void> {
@@ -436,7 +483,7 @@ async function ensureDir(s: Session, dir: string): Promise<void> {
 
 async function makeDir(s: Session, dir: string): Promise<void> {
   try {
-    const st = await call<{ isDirectory(): boolean }>((cb) => s.sftp.stat(dir, cb));
+    const st = await call<{ isDirectory(): boolean }>(s, (cb) => s.sftp.stat(dir, cb));
     if (st.isDirectory()) return;
     throw new Error(`${dir} exists and is not a directory`);
   } catch (err) {
@@ -444,22 +491,22 @@ async function makeDir(s: Session, dir: string): Promise<void> {
   }
   await ensureDir(s, posix.dirname(dir));
   try {
-    await call<void>((cb) => s.sftp.mkdir(dir, (e) => cb(e, undefined)));
+    await call<void>(s, (cb) => s.sftp.mkdir(dir, (e) => cb(e, undefined)));
   } catch (err) {
     // another image may have created it meanwhile
-    const st = await call<{ isDirectory(): boolean }>((cb) => s.sftp.stat(dir, cb)).catch(() => undefined);
+    const st = await call<{ isDirectory(): boolean }>(s, (cb) => s.sftp.stat(dir, cb)).catch(() => undefined);
     if (!st?.isDirectory()) throw new Error(`cannot create directory ${dir}: ${errorMessage(err)}`);
   }
 }
 
-async function renameOver(sftp: SFTPWrapper, from: string, to: string): Promise<void> {
+async function renameOver(s: Session, from: string, to: string): Promise<void> {
   try {
-    await call<void>((cb) => sftp.ext_openssh_rename(from, to, (e) => cb(e, undefined)));
+    await call<void>(s, (cb) => s.sftp.ext_openssh_rename(from, to, (e) => cb(e, undefined)));
   } catch (err) {
     if (!/not support/i.test(errorMessage(err))) throw err;
     // plain SFTP rename refuses to overwrite: remove the target first (brief window without it)
-    await call<void>((cb) => sftp.unlink(to, (e) => cb(e, undefined))).catch(() => {});
-    await call<void>((cb) => sftp.rename(from, to, (e) => cb(e, undefined)));
+    await call<void>(s, (cb) => s.sftp.unlink(to, (e) => cb(e, undefined))).catch(() => {});
+    await call<void>(s, (cb) => s.sftp.rename(from, to, (e) => cb(e, undefined)));
   }
 }
 
@@ -478,72 +525,93 @@ export class SshStorage extends BaseStorage {
     return this.loc.path === '.' ? name : posix.join(this.loc.path, name);
   }
 
-  private session(): Promise<Session> {
-    return this.conns.session(this.loc, this.url);
+  /**
+   * Run an operation on the shared session. If the connection dies under it, the operation runs once more on
+   * a new connection: every operation here is idempotent (uploads go to a fresh temporary name each time).
+   */
+  private async withSession<T>(fn: (s: Session) => Promise<T>): Promise<T> {
+    const s = await this.conns.session(this.loc, this.url);
+    try {
+      return await fn(s);
+    } catch (err) {
+      if (s.alive && !connectionLost(err)) throw err;
+      this.conns.discard(s);
+      this.log.debug({ storage: this.url, err: errorMessage(err) }, 'ssh: retrying on a new connection');
+      return fn(await this.conns.session(this.loc, this.url));
+    }
   }
 
-  protected async putFile(localPath: string, name: string): Promise<void> {
-    const s = await this.session();
-    const tmp = this.path(tempName(name));
-    const put = () => call<void>((cb) => s.sftp.fastPut(localPath, tmp, (e) => cb(e, undefined)));
-    await ensureDir(s, this.loc.path);
-    try {
+  protected putFile(localPath: string, name: string): Promise<void> {
+    return this.withSession(async (s) => {
+      const tmp = this.path(tempName(name));
+      const put = () => call<void>(s, (cb) => s.sftp.fastPut(localPath, tmp, (e) => cb(e, undefined)));
+      await ensureDir(s, this.loc.path);
       try {
-        await put();
+        try {
+          await put();
+        } catch (err) {
+          if (sftpCode(err) !== SFTP_NO_SUCH_FILE) throw err;
+          // the directory vanished since we created it: once more from scratch
+          s.dirs.delete(this.loc.path);
+          await ensureDir(s, this.loc.path);
+          await put();
+        }
+        await renameOver(s, tmp, this.path(name));
+      } catch (err) {
+        if (s.alive) await call<void>(s, (cb) => s.sftp.unlink(tmp, (e) => cb(e, undefined))).catch(() => {});
+        throw err;
+      }
+    });
+  }
+
+  protected getFile(name: string, localPath: string): Promise<void> {
+    return this.withSession(async (s) => {
+      // each attempt writes its own file: an abandoned attempt may still be writing to its own
+      const part = `${localPath}.${randomBytes(4).toString('hex')}`;
+      try {
+        await call<void>(s, (cb) => s.sftp.fastGet(this.path(name), part, (e) => cb(e, undefined)));
+        await rename(part, localPath);
+      } catch (err) {
+        await rm(part, { force: true });
+        if (sftpCode(err) === SFTP_NO_SUCH_FILE) throw new NotFoundError(name);
+        throw err;
+      }
+    });
+  }
+
+  protected readSmall(name: string): Promise<Buffer> {
+    return this.withSession(async (s) => {
+      try {
+        return await call<Buffer>(s, (cb) => s.sftp.readFile(this.path(name), cb));
+      } catch (err) {
+        if (sftpCode(err) === SFTP_NO_SUCH_FILE) throw new NotFoundError(name);
+        throw err;
+      }
+    });
+  }
+
+  protected listNames(): Promise<string[]> {
+    return this.withSession(async (s) => {
+      try {
+        const entries = await call<Array<{ filename: string; attrs: { isDirectory(): boolean } }>>(s, (cb) =>
+          s.sftp.readdir(this.loc.path, cb),
+        );
+        return entries.filter((e) => !e.attrs.isDirectory()).map((e) => e.filename);
+      } catch (err) {
+        if (sftpCode(err) === SFTP_NO_SUCH_FILE) return [];
+        throw err;
+      }
+    });
+  }
+
+  protected removeName(name: string): Promise<void> {
+    return this.withSession(async (s) => {
+      try {
+        await call<void>(s, (cb) => s.sftp.unlink(this.path(name), (e) => cb(e, undefined)));
       } catch (err) {
         if (sftpCode(err) !== SFTP_NO_SUCH_FILE) throw err;
-        // the directory vanished since we created it: once more from scratch
-        s.dirs.delete(this.loc.path);
-        await ensureDir(s, this.loc.path);
-        await put();
       }
-      await renameOver(s.sftp, tmp, this.path(name));
-    } catch (err) {
-      await call<void>((cb) => s.sftp.unlink(tmp, (e) => cb(e, undefined))).catch(() => {});
-      throw err;
-    }
-  }
-
-  protected async getFile(name: string, localPath: string): Promise<void> {
-    const s = await this.session();
-    try {
-      await call<void>((cb) => s.sftp.fastGet(this.path(name), localPath, (e) => cb(e, undefined)));
-    } catch (err) {
-      if (sftpCode(err) === SFTP_NO_SUCH_FILE) throw new NotFoundError(name);
-      throw err;
-    }
-  }
-
-  protected async readSmall(name: string): Promise<Buffer> {
-    const s = await this.session();
-    try {
-      return await call<Buffer>((cb) => s.sftp.readFile(this.path(name), cb));
-    } catch (err) {
-      if (sftpCode(err) === SFTP_NO_SUCH_FILE) throw new NotFoundError(name);
-      throw err;
-    }
-  }
-
-  protected async listNames(): Promise<string[]> {
-    const s = await this.session();
-    try {
-      const entries = await call<Array<{ filename: string; attrs: { isDirectory(): boolean } }>>((cb) =>
-        s.sftp.readdir(this.loc.path, cb),
-      );
-      return entries.filter((e) => !e.attrs.isDirectory()).map((e) => e.filename);
-    } catch (err) {
-      if (sftpCode(err) === SFTP_NO_SUCH_FILE) return [];
-      throw err;
-    }
-  }
-
-  protected async removeName(name: string): Promise<void> {
-    const s = await this.session();
-    try {
-      await call<void>((cb) => s.sftp.unlink(this.path(name), (e) => cb(e, undefined)));
-    } catch (err) {
-      if (sftpCode(err) !== SFTP_NO_SUCH_FILE) throw err;
-    }
+    });
   }
 
   protected describe(err: unknown): string {

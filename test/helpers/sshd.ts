@@ -10,7 +10,7 @@
  *   await sshd.stop();
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
@@ -40,6 +40,8 @@ export interface SshdHandle {
   acceptedConnections(): number;
   /** the server's log so far */
   log(): string;
+  /** kill the per-connection server processes: every open client connection drops (the listener stays) */
+  dropConnections(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -48,6 +50,53 @@ export function sshdUnavailableReason(): string | undefined {
   if (!existsSync(SSHD)) return `${SSHD} not installed (apt-get install openssh-server)`;
   if (!existsSync(SSH_KEYGEN)) return `${SSH_KEYGEN} not installed (apt-get install openssh-client)`;
   return undefined;
+}
+
+/** Pids of all descendants of `pid` (sshd's per-connection processes start their own sessions). */
+export function descendants(pid: number): number[] {
+  const parent = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // "pid (comm) state ppid ...": comm may contain spaces, so split after the last ')'
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      parent.set(Number(entry), ppid);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  const out: number[] = [];
+  const walk = (p: number) => {
+    for (const [child, pp] of parent) {
+      if (pp === p) {
+        out.push(child);
+        walk(child);
+      }
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+/** Still running (not exited, not a zombie)? */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+function killAll(pids: number[], signal: NodeJS.Signals): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // already gone
+    }
+  }
 }
 
 export function freePort(): Promise<number> {
@@ -189,6 +238,14 @@ export async function startSshd(opts: { home?: string } = {}): Promise<SshdHandl
       ],
       acceptedConnections: () => (log.match(/Accepted publickey for /g) ?? []).length,
       log: () => log,
+      async dropConnections() {
+        const pids = descendants(child.pid!);
+        killAll(pids, 'SIGKILL');
+        // wait until they are gone, so the clients have seen their connections close
+        for (let i = 0; i < 100 && pids.some(running); i++) {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      },
       async stop() {
         if (stopped) return;
         stopped = true;
@@ -196,11 +253,13 @@ export async function startSshd(opts: { home?: string } = {}): Promise<SshdHandl
           if (child.exitCode !== null || child.signalCode !== null) resolve();
           else child.once('exit', () => resolve());
         });
+        const sessions = descendants(child.pid!);
         try {
           process.kill(-child.pid!, 'SIGTERM');
         } catch {
           // already gone
         }
+        killAll(sessions, 'SIGTERM');
         const timer = setTimeout(() => {
           try {
             process.kill(-child.pid!, 'SIGKILL');

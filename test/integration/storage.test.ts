@@ -302,6 +302,34 @@ describe.skipIf(sshdMissing !== undefined)('ssh:// storage', () => {
     }
   });
 
+  it('a connection lost mid-run is replaced, and operations in flight are retried on the new one', async () => {
+    const pool = createStoragePool({ log, env: { ...process.env, ...sshd!.env } });
+    try {
+      const st = pool.get(`${sshd!.urlPrefix}/drop`);
+      const big = randomBytes(8 * 1024 * 1024);
+      const src = await localDir({ 'a.txt': 'a', 'big.raw': big });
+      await st.store(src, ['a.txt']);
+      await sshd!.dropConnections();
+      expect(await st.list()).toEqual(['a.txt']);
+      expect(pool.stats().sshConnections).toBe(2);
+
+      // drop the connection while an upload and many small operations are in flight
+      const upload = st.store(src, ['big.raw'], { checksum: true });
+      const small = Array.from({ length: 20 }, () => st.retrieve(join(src, 'back'), ['a.txt']));
+      await new Promise((r) => setTimeout(r, 30));
+      await sshd!.dropConnections();
+      await Promise.all([upload, ...small]);
+      const dst = await localDir();
+      await st.retrieve(dst, ['big.raw'], { checksum: true });
+      expect((await readFile(join(dst, 'big.raw'))).equals(big)).toBe(true);
+      expect(await st.list()).toEqual(['a.txt', 'big.raw', 'big.raw.sha512']);
+      expect(pool.stats().sshConnections).toBeGreaterThanOrEqual(2);
+      expect(pool.stats().sshConnections).toBeLessThanOrEqual(3);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('an unreachable host (closed port) is one clear error naming the URL, quickly', async () => {
     const port = await freePort();
     const pool = createStoragePool({ log, env: { ...process.env, ...sshd!.env } });
