@@ -1,7 +1,37 @@
 // Public API of the local build module (Packer + QEMU, conversion, compression, checksums).
+import { randomUUID } from 'node:crypto';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { access, constants, mkdir, rename, rm } from 'node:fs/promises';
+import { delimiter, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { execa } from 'execa';
+import pLimit from 'p-limit';
 import type { Logger } from 'pino';
 import type { BuildOptions } from '../cli/options.js';
 import type { Image } from '../state/image.js';
+import { errorMessage, UserError } from '../util/errors.js';
+import { writeFileAtomic } from '../util/fs.js';
+import { type AccelChoice, probeAccelerator } from './accel.js';
+import {
+  type ConvertTarget,
+  checkOutputSettings,
+  compressImage,
+  convertImage,
+  type Runner,
+  writeChecksum,
+} from './convert.js';
+import { ensureUefiFirmware } from './firmware.js';
+import { fetchVerifiedIso, loadTrustedKeys, type TrustedKeys, type VerifiedIso } from './iso.js';
+import {
+  assembleTemplateDir,
+  detectPacker,
+  initPlugins,
+  type PackerInfo,
+  packerBuildArgs,
+  packerEnv,
+} from './packer.js';
+import { type BuildState, formatElapsed, Progress, stateFromPackerLine } from './progress.js';
+import { acceleratorFromVarFiles, defaultCpus, packerVariant } from './variant.js';
 
 export interface LocalBuildContext {
   readonly log: Logger;
@@ -14,6 +44,112 @@ export interface LocalBuildResult {
   error?: string;
   /** full Packer/QEMU log of this variant */
   logFile: string;
+  /** the builder VM's serial console */
+  serialLog?: string;
+  /** sha512 of the upload file, when built */
+  sha512?: string;
+  /** accelerator the builder VM ran under */
+  accelerator?: string;
+  elapsedMs?: number;
+}
+
+/** Tunables of the build step itself (not Packer's): tests shorten them. */
+export interface LocalBuildTuning {
+  /** summary of all variants in the log every N ms (0: off); default 60 s */
+  progressIntervalMs?: number;
+  /** time limit for the KVM probe guest; default 5 s */
+  kvmProbeTimeoutMs?: number;
+  /** packer binary; default "packer" */
+  packerBin?: string;
+}
+
+/** Lines of Packer's debug log that must not reach build.log: VNC typing logs typed text one key at a time. */
+const SECRET_LINES = /Sending char '|Special code '|Sending (?:key|keys?) /;
+
+class VariantLog {
+  readonly path: string;
+  private readonly stream: WriteStream;
+  constructor(path: string) {
+    this.path = path;
+    this.stream = createWriteStream(path, { flags: 'w' });
+  }
+  note(text: string): void {
+    this.stream.write(`${new Date().toISOString()} [local] ${text}\n`);
+  }
+  raw(line: string): void {
+    this.stream.write(`${line}\n`);
+  }
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => this.stream.end(resolve));
+  }
+}
+
+async function onPath(bin: string): Promise<boolean> {
+  if (bin.includes('/')) {
+    try {
+      await access(bin, constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (!dir) continue;
+    try {
+      await access(join(dir, bin), constants.X_OK);
+      return true;
+    } catch {
+      // next
+    }
+  }
+  return false;
+}
+
+const QEMU_PACKAGES: Record<string, string> = {
+  x86_64: 'qemu-system-x86',
+  aarch64: 'qemu-system-arm',
+};
+
+/** Memoise an async function per key for the duration of one buildLocal call (shared downloads, probes). */
+function once<T>(): (key: string, fn: () => Promise<T>) => Promise<T> {
+  const m = new Map<string, Promise<T>>();
+  return (key, fn) => {
+    let p = m.get(key);
+    if (!p) {
+      p = fn();
+      m.set(key, p);
+    }
+    return p;
+  };
+}
+
+function makeRunner(vlog: VariantLog): Runner {
+  return async (cmd, args) => {
+    vlog.note(`$ ${[cmd, ...args].join(' ')}`);
+    let r: Awaited<ReturnType<typeof execa>>;
+    try {
+      r = await execa(cmd, args, { reject: false, all: true, stdin: 'ignore' });
+    } catch (err) {
+      throw new UserError(`${cmd}: ${errorMessage(err)}`);
+    }
+    const out = String(r.all ?? '').trim();
+    if (out) vlog.raw(out);
+    if (r.exitCode === undefined) {
+      throw new UserError(`${cmd} is not installed (needed to convert images)`);
+    }
+    if (r.exitCode !== 0) {
+      throw new UserError(
+        `${cmd} ${args[0] ?? ''} failed (exit ${r.exitCode}): ${out.split('\n').slice(-3).join(' ')}`,
+      );
+    }
+  };
+}
+
+function isoUrlOf(image: Image, cdnUrl: string): string {
+  const q = image.config.qemu ?? {};
+  if (typeof q.iso_url === 'string' && q.iso_url) return q.iso_url;
+  const c = image.config;
+  return `${cdnUrl}/${image.vVersion}/releases/${c.arch}/alpine-virt-${c.release}-${c.arch}.iso`;
 }
 
 /**
@@ -22,8 +158,279 @@ export interface LocalBuildResult {
  * One failure does not stop the others. The caller records `built` in the metadata of those that succeeded.
  */
 export async function buildLocal(
-  _images: readonly Image[],
-  _ctx: LocalBuildContext,
+  images: readonly Image[],
+  ctx: LocalBuildContext,
+  tuning: LocalBuildTuning = {},
 ): Promise<LocalBuildResult[]> {
-  throw new Error('not implemented');
+  const { log, options } = ctx;
+  if (images.length === 0) return [];
+  const t0 = Date.now();
+  const workDir = options.workDir;
+  const templateDir = join(options.rootDir, 'packer');
+
+  // ---- once per run ----
+  const packer = await detectPacker(tuning.packerBin ?? 'packer');
+  log.info(
+    { packer: packer.version.text, init: packer.features.init, bundledQemu: packer.features.bundledQemu },
+    `Packer ${packer.version.text}`,
+  );
+  await initPlugins(packer, templateDir, workDir, log);
+  const keyDirs = [join(options.rootDir, 'keys'), ...options.custom.map((d) => join(d, 'keys'))];
+  const trusted = await loadTrustedKeys(keyDirs);
+  log.debug({ keys: trusted.files }, `${trusted.keys.length} trusted release signing key(s)`);
+  const forcedAccel = await acceleratorFromVarFiles(options.vars);
+  const cpusAuto = defaultCpus(options.parallel);
+
+  const isoOnce = once<VerifiedIso>();
+  const fwOnce = once<string>();
+  const accelOnce = once<AccelChoice>();
+  const progress = new Progress(
+    images.map((i) => i.config.config_key),
+    log,
+  );
+  progress.startTicker(tuning.progressIntervalMs ?? 60_000);
+  const limit = pLimit(Math.max(1, options.parallel));
+
+  const shared: Shared = {
+    packer,
+    trusted,
+    templateDir,
+    forcedAccel,
+    cpusAuto,
+    progress,
+    iso: (url) => isoOnce(url, () => fetchVerifiedIso(url, { cacheDir: join(workDir, 'iso'), trusted, log })),
+    firmware: (image) =>
+      fwOnce(image.config.arch, () =>
+        ensureUefiFirmware(image.config.arch, {
+          workDir,
+          cdnUrl: options.cdnUrl,
+          vVersion: image.vVersion,
+          pad: options.padUefiBinArch.includes(image.config.arch),
+          log,
+        }),
+      ),
+    accelerator: (arch) =>
+      accelOnce(arch, async () => {
+        if (forcedAccel) {
+          const c: AccelChoice = {
+            accelerator: forcedAccel.value as 'kvm',
+            reason: `set in --vars ${forcedAccel.file}`,
+          };
+          log.info(`accelerator for ${arch} builds: ${c.accelerator} (${c.reason})`);
+          return c;
+        }
+        const c = await probeAccelerator({ arch, timeoutMs: tuning.kvmProbeTimeoutMs ?? 5000 });
+        log.info(
+          { arch, accelerator: c.accelerator },
+          `accelerator for ${arch} builds: ${c.accelerator.toUpperCase()} (${c.reason})`,
+        );
+        return c;
+      }),
+  };
+
+  let results: LocalBuildResult[];
+  try {
+    results = await Promise.all(images.map((image) => limit(() => buildOne(image, ctx, shared))));
+  } finally {
+    progress.stop();
+  }
+  const ok = results.filter((r) => r.ok).length;
+  const failed = results.filter((r) => !r.ok);
+  log.info(
+    { built: ok, failed: failed.length, elapsed: formatElapsed(Date.now() - t0) },
+    `local: ${ok} built, ${failed.length} failed in ${formatElapsed(Date.now() - t0)}`,
+  );
+  for (const f of failed)
+    log.error(
+      { variant: f.configKey, log: f.logFile },
+      `${f.configKey}: ${f.error} (full log: ${f.logFile})`,
+    );
+  return results;
+}
+
+interface Shared {
+  packer: PackerInfo;
+  trusted: TrustedKeys;
+  templateDir: string;
+  forcedAccel?: { value: string; file: string };
+  cpusAuto: number;
+  progress: Progress;
+  iso(url: string): Promise<VerifiedIso>;
+  firmware(image: Image): Promise<string>;
+  accelerator(arch: string): Promise<AccelChoice>;
+}
+
+async function buildOne(image: Image, ctx: LocalBuildContext, sh: Shared): Promise<LocalBuildResult> {
+  const { options, log } = ctx;
+  const c = image.config;
+  const key = c.config_key;
+  const localDir = image.localDir;
+  const logFile = join(localDir, 'build.log');
+  const serialLog = join(localDir, 'serial.log');
+  const outDir = join(localDir, '.packer-out');
+  const started = Date.now();
+  const set = (s: BuildState, detail?: string) => sh.progress.set(key, s, detail);
+  await mkdir(localDir, { recursive: true });
+  const vlog = new VariantLog(logFile);
+  const result: LocalBuildResult = { configKey: key, ok: false, logFile, serialLog };
+  try {
+    set('preparing');
+    vlog.note(`build ${image.imageName} (${key}) revision ${image.revision}`);
+    const target: ConvertTarget = {
+      configKey: key,
+      source: image.localImage,
+      format: c.image_format,
+      formatOpts: c.image_format_opts,
+      compress: c.image_compress,
+      imagePath: image.imagePath,
+      uploadPath: image.uploadPath,
+    };
+    checkOutputSettings(target);
+    const qemuBin = `qemu-system-${c.arch}`;
+    if (!(await onPath(qemuBin))) {
+      throw new UserError(
+        `${qemuBin} not found on PATH${QEMU_PACKAGES[c.arch] ? ` (Debian: apt-get install ${QEMU_PACKAGES[c.arch]})` : ''}`,
+      );
+    }
+    // stale outputs of an earlier attempt must not survive a failed build
+    await Promise.all(
+      [
+        image.localImage,
+        image.imagePath,
+        image.uploadPath,
+        `${image.uploadPath}.sha512`,
+        outDir,
+        serialLog,
+      ].map((p) => rm(p, { recursive: true, force: true })),
+    );
+
+    set('iso');
+    const iso = await sh.iso(isoUrlOf(image, options.cdnUrl));
+    vlog.note(`builder ISO ${iso.path} (${iso.packerChecksum}, signed by ${iso.signedBy})`);
+
+    let firmware: string | undefined;
+    if (c.firmware === 'uefi' || c.arch === 'aarch64') {
+      set('firmware');
+      firmware =
+        typeof c.qemu?.firmware === 'string' &&
+        c.qemu.firmware &&
+        !/(^|\/)work\/firmware\//.test(c.qemu.firmware)
+          ? c.qemu.firmware
+          : await sh.firmware(image);
+      vlog.note(`UEFI firmware ${firmware}`);
+    }
+
+    set('accelerator');
+    const accel = await sh.accelerator(c.arch);
+    result.accelerator = accel.accelerator;
+    vlog.note(`accelerator ${accel.accelerator} (${accel.reason})`);
+
+    const buildDir = join(options.workDir, 'packer', key);
+    await assembleTemplateDir(sh.templateDir, buildDir, sh.packer);
+    const variant = packerVariant({
+      image,
+      scriptsDir: join(options.workDir, 'scripts'),
+      isoPath: iso.path,
+      isoChecksum: iso.packerChecksum,
+      outputDir: outDir,
+      accelerator: accel.accelerator,
+      cpus: sh.cpusAuto,
+      firmware,
+      serialLog,
+      debug: options.debug,
+    });
+    for (const p of [...variant.scripts, ...variant.script_dirs]) {
+      try {
+        await access(p);
+      } catch {
+        throw new UserError(
+          `${key}: ${p} is missing (scripts and script_dirs are looked up in work/scripts)`,
+        );
+      }
+    }
+    const variantFile = join(buildDir, 'variant.json');
+    await writeFileAtomic(variantFile, `${JSON.stringify(variant, null, 2)}\n`);
+
+    await runPacker(image, ctx, sh, buildDir, variantFile, vlog, set);
+
+    await rename(join(outDir, 'image.qcow2'), image.localImage);
+    await rm(outDir, { recursive: true, force: true });
+
+    set('converting', c.image_format);
+    const run = makeRunner(vlog);
+    await convertImage(target, run);
+    if (target.compress) {
+      set('compressing', target.compress);
+      await compressImage(target, run);
+    }
+    set('checksum');
+    result.sha512 = await writeChecksum(target.uploadPath);
+    vlog.note(`built ${target.uploadPath} sha512 ${result.sha512}`);
+    result.ok = true;
+    result.elapsedMs = Date.now() - started;
+    set('done', formatElapsed(result.elapsedMs));
+  } catch (err) {
+    result.error = errorMessage(err);
+    result.elapsedMs = Date.now() - started;
+    vlog.note(`FAILED: ${result.error}`);
+    set('failed', result.error);
+    log.error({ variant: key, log: logFile }, `${key}: build failed; full log: ${logFile}`);
+    await rm(outDir, { recursive: true, force: true }).catch(() => {});
+  } finally {
+    await vlog.close();
+  }
+  return result;
+}
+
+async function runPacker(
+  image: Image,
+  ctx: LocalBuildContext,
+  sh: Shared,
+  buildDir: string,
+  variantFile: string,
+  vlog: VariantLog,
+  set: (s: BuildState, detail?: string) => void,
+): Promise<void> {
+  const { options, log } = ctx;
+  const key = image.config.config_key;
+  const defaults = join(buildDir, 'build.pkrvars.hcl');
+  await writeFileAtomic(defaults, `variant_file = ${JSON.stringify(variantFile)}\n`);
+  const args = packerBuildArgs({
+    info: sh.packer,
+    dir: buildDir,
+    varFiles: [defaults, ...options.vars],
+    color: options.color,
+  });
+  vlog.note(`$ cd ${buildDir} && ${sh.packer.bin} ${args.join(' ')}`);
+  set('booting');
+  const child = execa(sh.packer.bin, args, {
+    cwd: buildDir,
+    env: {
+      ...packerEnv(options.workDir),
+      PACKER_LOG: '1',
+      // the builder VM's one-time root password: only ever in Packer's environment (a sensitive variable)
+      PKR_VAR_builder_password: randomUUID(),
+    },
+    reject: false,
+    all: true,
+    buffer: false,
+    stdin: 'ignore',
+  });
+  let lastUi = '';
+  if (child.all) {
+    const rl = createInterface({ input: child.all, crlfDelay: Number.POSITIVE_INFINITY });
+    for await (const line of rl) {
+      if (SECRET_LINES.test(line)) continue;
+      vlog.raw(line);
+      const st = stateFromPackerLine(line);
+      if (st) set(st.state, st.detail);
+      if (!/\[(DEBUG|INFO|TRACE|ERROR|WARN)\]/.test(line) && line.trim()) lastUi = line.trim();
+      if (options.debug) log.debug({ variant: key }, line);
+    }
+  }
+  const r = await child;
+  if (r.exitCode !== 0) {
+    const why = lastUi ? `: ${lastUi.replace(/^\S+Z:\s*/, '').slice(0, 300)}` : '';
+    throw new UserError(`packer build failed (exit ${r.exitCode})${why}`);
+  }
 }

@@ -1,0 +1,12 @@
+# Plugins for Packer >= 1.7, installed by the build step with `packer init` into work/packer_plugins.
+# Packer 1.6.6 has the qemu builder built in and rejects this block, so the build step leaves this
+# file out for it (see src/build/packer.ts).
+packer {
+  required_version = ">= 1.6.6"
+  required_plugins {
+    qemu = {
+      source  = "github.com/hashicorp/qemu"
+      version = ">= 1.1.0"
+    }
+  }
+}

@@ -1,0 +1,203 @@
+// What one Packer run gets: the variant's settings as JSON (read by packer/alpine.pkr.hcl) and the
+// environment of its setup scripts. Pure functions of the resolved image config, so they are unit-tested.
+import { readFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import type { Image } from '../state/image.js';
+import { UserError } from '../util/errors.js';
+
+/** The JSON document packer/alpine.pkr.hcl reads through var.variant_file. */
+export interface PackerVariant {
+  name: string;
+  arch: string;
+  qemu_binary: string;
+  machine_type: string | null;
+  qemuargs: string[][];
+  cdrom_interface: string | null;
+  iso_path: string;
+  iso_checksum: string;
+  output_directory: string;
+  disk_size: string;
+  accelerator: string;
+  cpus: number;
+  script_dirs: string[];
+  scripts: string[];
+  environment: string[];
+}
+
+function str(key: string, v: unknown, configKey: string): string {
+  if (v === undefined || v === null) return '';
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  throw new UserError(
+    `${configKey}: ${key} should be a string for the setup scripts, got ${JSON.stringify(v)}`,
+  );
+}
+
+/** The bootloader a variant installs: its `bootloader` setting, else grub-efi for UEFI and extlinux for BIOS. */
+export function bootloaderOf(image: Image): string {
+  const c = image.config;
+  return c.bootloader || (c.firmware === 'uefi' ? 'grub-efi' : 'extlinux');
+}
+
+/**
+ * KEY=VALUE settings for the setup scripts (the same names alpine-cloud-images passes).
+ * Values may hold newlines (MOTD, REPOS); Packer writes them to an env file with proper quoting.
+ */
+export function scriptEnvironment(image: Image, debug: boolean): string[] {
+  const c = image.config;
+  const k = c.config_key;
+  const env: [string, unknown][] = [
+    ['DEBUG', debug ? '1' : '0'],
+    ['ARCH', c.arch],
+    ['BOOTLOADER', bootloaderOf(image)],
+    ['BOOTSTRAP', c.bootstrap],
+    ['BUILD_NAME', image.imageName],
+    ['BUILD_REVISION', image.revision],
+    ['CLOUD', c.cloud],
+    ['END_OF_LIFE', c.end_of_life],
+    ['FIRMWARE', c.firmware],
+    ['IMAGE_LOGIN', c.login],
+    ['INITFS_FEATURES', c.initfs_features],
+    ['KERNEL_MODULES', c.kernel_modules],
+    ['KERNEL_OPTIONS', c.kernel_options],
+    ['MOTD', c.motd],
+    ['NTP_SERVER', c.ntp_server],
+    ['PACKAGES_ADD', c.packages?.add],
+    ['PACKAGES_DEL', c.packages?.del],
+    ['PACKAGES_NOSCRIPTS', c.packages?.noscripts],
+    ['RELEASE', c.release],
+    ['REPOS', c.repos],
+    ['REPO_KEYS', c.repo_keys],
+    ['SERVICES_ENABLE', c.services?.enable],
+    ['SERVICES_DISABLE', c.services?.disable],
+    ['VERSION', c.version],
+  ];
+  if (c.bootloader_timeout !== undefined && c.bootloader_timeout !== null) {
+    env.push(['BOOTLOADER_TIMEOUT', c.bootloader_timeout]);
+  }
+  return env.map(([name, v]) => `${name}=${str(name.toLowerCase(), v, k)}`);
+}
+
+/** disk_size as Packer wants it ("1024M"); accepts a number of MiB too. */
+export function diskSize(v: unknown, configKey: string): string {
+  if (typeof v === 'number' && Number.isInteger(v) && v > 0) return `${v}M`;
+  if (typeof v === 'string' && /^[1-9]\d*[MG]$/.test(v.trim())) return v.trim();
+  throw new UserError(`${configKey}: disk_size ${JSON.stringify(v)} should look like "1024M"`);
+}
+
+/** qemu.args from the config: a list of argument lists, e.g. [["-cpu", "cortex-a57"], ["-boot", "d"]]. */
+export function qemuArgs(v: unknown, configKey: string): string[][] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v) || !v.every((a) => Array.isArray(a) && a.every((x) => typeof x === 'string'))) {
+    throw new UserError(
+      `${configKey}: qemu.args should be a list of lists of strings, got ${JSON.stringify(v)}`,
+    );
+  }
+  return v.map((a) => [...(a as string[])]);
+}
+
+function hasFlag(args: string[][], ...flags: string[]): boolean {
+  return args.some((a) => flags.includes(a[0] ?? ''));
+}
+
+/** Default vCPUs per builder VM: the host's cores shared by the parallel builds, 1 to 4. */
+export function defaultCpus(parallel: number, hostCpus = cpus().length): number {
+  return Math.max(1, Math.min(4, Math.floor(hostCpus / Math.max(1, parallel))));
+}
+
+export interface VariantInputs {
+  image: Image;
+  /** work/scripts */
+  scriptsDir: string;
+  isoPath: string;
+  isoChecksum: string;
+  outputDir: string;
+  accelerator: string;
+  cpus: number;
+  /** UEFI firmware for -bios (UEFI variants) */
+  firmware?: string;
+  serialLog: string;
+  debug: boolean;
+}
+
+export function packerVariant(inp: VariantInputs): PackerVariant {
+  const c = inp.image.config;
+  const k = c.config_key;
+  const args = qemuArgs(c.qemu?.args, k);
+  const machine = c.qemu?.machine_type || (c.arch === 'aarch64' ? 'virt' : null);
+  if (
+    inp.firmware &&
+    !hasFlag(args, '-bios', '-pflash') &&
+    !args.some((a) => a.join(' ').includes('if=pflash'))
+  ) {
+    args.push(['-bios', inp.firmware]);
+  }
+  if (!hasFlag(args, '-serial')) args.push(['-serial', `file:${inp.serialLog}`]);
+  const cdrom =
+    typeof c.qemu?.cdrom_interface === 'string'
+      ? c.qemu.cdrom_interface
+      : machine?.startsWith('virt')
+        ? 'virtio-scsi'
+        : null;
+  const scripts = asList(c.scripts, 'scripts', k);
+  const dirs = asList(c.script_dirs, 'script_dirs', k);
+  if (scripts.length === 0) throw new UserError(`${k}: no setup scripts (scripts is empty)`);
+  return {
+    name: k,
+    arch: c.arch,
+    qemu_binary: `qemu-system-${c.arch}`,
+    machine_type: machine,
+    qemuargs: args,
+    cdrom_interface: cdrom,
+    iso_path: inp.isoPath,
+    iso_checksum: inp.isoChecksum,
+    output_directory: inp.outputDir,
+    disk_size: diskSize(c.disk_size, k),
+    accelerator: inp.accelerator,
+    cpus: inp.cpus,
+    script_dirs: dirs.map((d) => join(inp.scriptsDir, d)),
+    scripts: scripts.map((s) => join(inp.scriptsDir, s)),
+    environment: scriptEnvironment(inp.image, inp.debug),
+  };
+}
+
+function asList(v: unknown, key: string, configKey: string): string[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string' && x && !x.includes('..'))) {
+    throw new UserError(
+      `${configKey}: ${key} should be a list of names under work/scripts, got ${JSON.stringify(v)}`,
+    );
+  }
+  return v as string[];
+}
+
+/**
+ * The accelerator a --vars file sets, if any (so the KVM probe can be skipped). Reads `accelerator = "..."`
+ * from .pkrvars.hcl files and the "accelerator" key of .json files; later files win, as in Packer.
+ */
+export async function acceleratorFromVarFiles(
+  files: readonly string[],
+): Promise<{ value: string; file: string } | undefined> {
+  let found: { value: string; file: string } | undefined;
+  for (const file of files) {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      throw new UserError(`--vars ${file}: ${(err as Error).message}`);
+    }
+    if (file.endsWith('.json')) {
+      try {
+        const j = JSON.parse(text) as Record<string, unknown>;
+        if (typeof j.accelerator === 'string' && j.accelerator) found = { value: j.accelerator, file };
+      } catch (err) {
+        throw new UserError(`--vars ${file}: not valid JSON (${(err as Error).message})`);
+      }
+      continue;
+    }
+    const m = /^[ \t]*accelerator[ \t]*=[ \t]*"([^"]*)"/m.exec(text);
+    if (m?.[1]) found = { value: m[1], file };
+  }
+  return found;
+}
