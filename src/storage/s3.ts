@@ -20,6 +20,8 @@ import type { S3Location } from './url.js';
 /** Parts of 16 MiB, 4 in flight: large images go up as a multipart upload. */
 export const DEFAULT_PART_SIZE = 16 * 1024 * 1024;
 const CONNECT_TIMEOUT_MS = 10_000;
+/** a request with no traffic for this long fails (and is retried by the SDK) instead of hanging */
+const IDLE_TIMEOUT_MS = 60_000;
 
 interface ClientEntry {
   client: S3Client;
@@ -88,7 +90,7 @@ export class S3Clients {
         requestChecksumCalculation: 'WHEN_REQUIRED',
         responseChecksumValidation: 'WHEN_REQUIRED',
         followRegionRedirects: true,
-        requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS },
+        requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS, socketTimeout: IDLE_TIMEOUT_MS },
       };
       if (endpoint) {
         config.endpoint = endpoint;

@@ -131,16 +131,18 @@ describe.each(backends)('storage behaviour: $name', (b) => {
     expect((await readdir(dst)).sort()).toEqual(['a.qcow2', 'a.qcow2.sha512', 'a.yaml', 'a.yaml.sha512']);
   });
 
-  test('store without checksum, overwrite, retrieve without checksum', async () => {
+  test('store without checksum, overwrite, retrieve without checksum; empty files', async () => {
     const st = pool.get(b.url('plain'));
-    const src = await localDir({ 'm.yaml': 'v: 1\n' });
-    await st.store(src, ['m.yaml']);
+    const src = await localDir({ 'm.yaml': 'v: 1\n', empty: '' });
+    await st.store(src, ['m.yaml', 'empty']);
+    await st.retrieve(await localDir(), ['empty']);
     await writeFile(join(src, 'm.yaml'), 'v: 2\n');
     await st.store(src, ['m.yaml']);
-    expect(await st.list()).toEqual(['m.yaml']);
+    expect(await st.list()).toEqual(['empty', 'm.yaml']);
     const dst = await localDir({ 'm.yaml': 'old local copy\n' });
-    await st.retrieve(dst, ['m.yaml']);
+    await st.retrieve(dst, ['m.yaml', 'empty']);
     expect(await readFile(join(dst, 'm.yaml'), 'utf8')).toBe('v: 2\n');
+    expect(await readFile(join(dst, 'empty'), 'utf8')).toBe('');
   });
 
   test('checksum mismatch on retrieve is an error naming the URL and file, and keeps no file', async () => {
@@ -255,6 +257,18 @@ describe('storage URLs', () => {
     );
   });
 
+  it('storing a local file that does not exist names it', async () => {
+    const pool = createStoragePool({ log, env: {} });
+    const dir = await localDir();
+    const st = pool.get(join(base, 'never'));
+    const err = await rejection(st.store(dir, ['missing.qcow2'], { checksum: true }));
+    expect(err).toBeInstanceOf(UserError);
+    expect(err.message).toMatch(
+      new RegExp(`^${join(dir, 'missing.qcow2')}: cannot store it in ${st.url}: ENOENT`),
+    );
+    expect(await st.list()).toEqual([]);
+  });
+
   it('a bare relative path is relative to the working directory', async () => {
     const cwd = await localDir();
     const pool = createStoragePool({ log, env: {}, cwd });
@@ -347,6 +361,32 @@ describe.skipIf(sshdMissing !== undefined)('ssh:// storage', () => {
       expect(pool.stats().sshConnections).toBe(0);
     } finally {
       await pool.close();
+    }
+  });
+
+  it('a server that never completes the handshake times out (BUILD_SSH_CONNECT_TIMEOUT) instead of hanging', async () => {
+    const { createServer } = await import('node:net');
+    const sockets: import('node:net').Socket[] = [];
+    const silent = createServer((sock) => sockets.push(sock));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const port = (silent.address() as import('node:net').AddressInfo).port;
+    const pool = createStoragePool({
+      log,
+      env: { ...process.env, ...sshd!.env, BUILD_SSH_CONNECT_TIMEOUT: '1' },
+    });
+    try {
+      const url = `ssh://u@127.0.0.1:${port}/x`;
+      const started = Date.now();
+      const err = await rejection(pool.get(url).list());
+      expect(Date.now() - started).toBeLessThan(4000);
+      expect(err).toBeInstanceOf(UserError);
+      expect(err.message).toBe(
+        `${url}: cannot connect to ssh server u@127.0.0.1:${port}: no ssh handshake within 1 s (BUILD_SSH_CONNECT_TIMEOUT)`,
+      );
+    } finally {
+      await pool.close();
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => silent.close(r));
     }
   });
 
