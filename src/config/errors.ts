@@ -40,7 +40,7 @@ function composeMessage(message: string, d: ConfigErrorDetails): string {
   if (d.key) parts.push(`${d.key}:`);
   let text = message;
   if (d.expected) {
-    text = `${message ? `${message}: ` : ''}expected ${d.expected}${'got' in d ? `, got ${describeValue(d.got)}` : ''}`;
+    text = `${message ? `${message}: ` : ''}expected ${d.expected}${d.got !== undefined ? `, got ${describeValue(d.got)}` : ''}`;
   }
   parts.push(text);
   const body = parts.join(' ');

@@ -28,9 +28,9 @@ export function parseImagesYaml(text: string, path: string): ImagesFile {
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   const err = doc.errors[0];
   if (err) {
-    const pos = err.linePos?.[0];
+    const pos = lc.linePos(err.pos[0]);
     const message = err.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '') ?? err.message;
-    throw new UserError(`${path}${pos ? `:${pos.line}:${pos.col}` : ''}: YAML syntax error: ${message}`);
+    throw new UserError(`${path}:${pos.line}:${pos.col}: YAML syntax error: ${message}`);
   }
   const data: unknown = doc.toJS({ maxAliasCount: -1 });
   if (data === null || data === undefined) return {};

@@ -75,7 +75,7 @@ class YamlTreeLoader {
     const errors = 'empty' in docs ? docs.errors : list.flatMap((d) => d.errors);
     const err = errors[0];
     if (err) {
-      const pos = err.linePos?.[0];
+      const pos = lc.linePos(err.pos[0]);
       const message = err.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '') ?? err.message;
       throw new ConfigError(`YAML syntax error: ${message}`, {
         location: { file: this.display(file), line: pos?.line, col: pos?.col },
