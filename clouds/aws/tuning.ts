@@ -24,7 +24,7 @@ export interface AwsTuning {
 
 export const DEFAULT_TUNING: AwsTuning = {
   pollInitialMs: 1000,
-  pollMaxMs: 10_000,
+  pollMaxMs: 3000,
   importTimeoutMs: 3 * 3600_000,
   copyTimeoutMs: 3 * 3600_000,
   maxAttempts: 10,

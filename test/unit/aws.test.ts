@@ -116,7 +116,7 @@ describe('aws planning', () => {
     expect(tuningFromEnv({ CLOUD_POLL_INITIAL_MS: '50', CLOUD_COPY_TIMEOUT_S: '2' })).toMatchObject({
       pollInitialMs: 50,
       copyTimeoutMs: 2000,
-      pollMaxMs: 10_000,
+      pollMaxMs: 3000,
     });
     expect(() => tuningFromEnv({ AWS_MAX_ATTEMPTS: '0' })).toThrow(/AWS_MAX_ATTEMPTS/);
     expect(() => tuningFromEnv({ CLOUD_POLL_MAX_MS: 'soon' })).toThrow(/CLOUD_POLL_MAX_MS/);
