@@ -87,6 +87,8 @@ export class SshConnections {
   private readonly env: NodeJS.ProcessEnv;
   private readonly home: string;
   private configText: Promise<string> | undefined;
+  /** resolved connection settings per location host/user/port (the ssh config is read once) */
+  private readonly targets = new Map<string, Promise<Target>>();
   private opened = 0;
   private closed = false;
 
@@ -161,7 +163,13 @@ export class SshConnections {
     if (this.closed) throw new Error(`storage pool is closed (${url})`);
     let t: Target;
     try {
-      t = await this.target(loc);
+      const id = `${loc.user ?? ''}@${loc.host}:${loc.port ?? ''}`;
+      let tp = this.targets.get(id);
+      if (!tp) {
+        tp = this.target(loc);
+        this.targets.set(id, tp);
+      }
+      t = await tp;
     } catch (err) {
       if (err instanceof UserError) throw new UserError(`${url}: ${err.message}`);
       throw err;
