@@ -162,6 +162,13 @@ export async function planPrune(ctx: PruneContext): Promise<{
 }> {
   const now = ctx.now.getTime();
   const scan = await scanStorage(ctx.images, ctx.pool, ctx.log);
+  if (scan.problems.length > 0) {
+    // deciding without a revision's metadata could select the wrong revisions: fix storage first
+    throw new UserError(
+      `prune: ${scan.problems.length} metadata file(s) in storage cannot be read; repair or remove them, then ` +
+        `prune again:\n  ${scan.problems.join('\n  ')}`,
+    );
+  }
   const cloudImages = await listClouds(ctx);
   const table = new Map<string, KeyInfo>();
   const byName = new Map<string, StoredRevision>();

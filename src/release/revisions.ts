@@ -2,6 +2,7 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pLimit from 'p-limit';
 import type { Logger } from 'pino';
 import { parse } from 'yaml';
 import type { Image, ImageMetadata } from '../state/image.js';
@@ -30,7 +31,7 @@ export interface ScanResult {
   revisions: StoredRevision[];
   /** every file listed per storage URL */
   listings: Map<string, string[]>;
-  /** things that could not be read (logged as warnings too) */
+  /** metadata that could not be read (logged as warnings too); such revisions are left out of `revisions` */
   problems: string[];
 }
 
@@ -173,8 +174,8 @@ export async function scanStorage(
   const problems: string[] = [];
   const tmp = await mkdtemp(join(tmpdir(), 'cib-scan-'));
   try {
-    let n = 0;
-    for (const [url, group] of byUrl) {
+    const limit = pLimit(4);
+    const scanOne = async (url: string, group: Image[], n: number): Promise<void> => {
       const storage = pool.get(url);
       let files: string[];
       try {
@@ -198,11 +199,15 @@ export async function scanStorage(
           ]);
         }
       }
-      const dir = join(tmp, String(n++));
+      const dir = join(tmp, String(n));
       const got = await retrieveSome(storage, dir, [...candidates.keys()], listed, log, problems);
+      // a revision whose metadata cannot be read is never taken for one without metadata
       const claimed = new Set<string>();
       for (const [file, cands] of candidates) {
-        if (!got.has(file)) continue;
+        if (!got.has(file)) {
+          claimed.add(file.slice(0, -'.yaml'.length));
+          continue;
+        }
         let meta: ImageMetadata;
         try {
           meta = parseMetadata(await readFile(join(dir, file), 'utf8'), `${url}/${file}`);
@@ -210,6 +215,7 @@ export async function scanStorage(
           const msg = errorMessage(err);
           log.warn(msg);
           problems.push(msg);
+          claimed.add(file.slice(0, -'.yaml'.length));
           continue;
         }
         const exactKey = cands.find((c) => meta.image_key && meta.image_key === c.m.image.config.image_key);
@@ -256,7 +262,8 @@ export async function scanStorage(
           });
         }
       }
-    }
+    };
+    await Promise.all([...byUrl].map(([url, group], n) => limit(() => scanOne(url, group, n))));
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }

@@ -376,6 +376,24 @@ describe('region and launch URLs', () => {
     });
   });
 
+  it('unreadable metadata is reported and its revision left out; the next older one is listed', async () => {
+    const storageRoot = join(root, 'corrupt');
+    const cfg = variant({ version: '3.21', release: '3.21.2', storageRoot });
+    await storeRevision(cfg, 0, { released: '2025-03-01T00:00:00Z' });
+    const r1 = await storeRevision(cfg, 1, { released: '2025-04-01T00:00:00Z' });
+    await writeFile(join(r1.dir, `${r1.name}.yaml`), 'not: the stored content\n');
+    const { catalog, problems } = await generateCatalog({
+      images: [imageOf(cfg, join(root, 'work4'))],
+      pool,
+      outDir: join(root, 'out4'),
+      log: silentLogger(),
+      now: () => NOW,
+    });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toContain(`${r1.name}.yaml: checksum mismatch`);
+    expect(catalog.images.map((e) => e.revision)).toEqual([0]);
+  });
+
   it('an empty storage gives an empty catalog, still written', async () => {
     const cfg = variant({ version: '3.22', release: '3.22.0', storageRoot: join(root, 'empty') });
     const out = join(root, 'out3');

@@ -1,5 +1,5 @@
 // Prune on a file:// storage tree and an in-memory cloud: dry run lists, `really` removes exactly the selection.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -274,6 +274,17 @@ describe('prune', () => {
     expect(formatPruneReport(items, true)).toContain(
       'NOT removed (kept: some of its cloud images could not be removed)',
     );
+  });
+
+  it('refuses to decide when some metadata in storage cannot be read', async () => {
+    // r1 is the newest released revision: without its metadata r0 would look like the one to keep
+    await writeFile(join(s.p1!.dir, `${s.p1!.name}.yaml`), 'released: tampered\n');
+    const before = await treeFiles(storageRoot);
+    const err = await prune(ctxWith(memoryCloud(cloudImages), true)).catch((e) => e);
+    expect(err.name).toBe('UserError');
+    expect(err.message).toContain('1 metadata file(s) in storage cannot be read');
+    expect(err.message).toContain(`${s.p1!.name}.yaml: checksum mismatch`);
+    expect(await treeFiles(storageRoot)).toEqual(before);
   });
 
   it('a cloud that cannot list images fails the prune with a clear error before anything is removed', async () => {
