@@ -21,11 +21,15 @@ export interface StateContext {
   readonly log: Logger;
 }
 
+export type MetadataSource = 'storage' | 'local' | 'none';
+
 export interface ImageState {
   readonly image: Image;
   readonly plan: Plan;
   /** where the latest revision's metadata came from */
-  readonly source: 'storage' | 'local' | 'none';
+  readonly source: MetadataSource;
+  /** the local metadata is newer than storage's (a run stopped between the two writes): store it again */
+  readonly unsynced: boolean;
 }
 
 async function localRevisions(image: Image): Promise<number[]> {
@@ -48,7 +52,10 @@ function newer(a: ImageMetadata | undefined, b: ImageMetadata | undefined): bool
  * Find the latest revision of one variant in storage and locally, load its metadata (storage wins unless the
  * local copy is newer, e.g. after a crash between the local write and the upload), and put it in image.config.
  */
-export async function loadLatestMetadata(image: Image, pool: StoragePool): Promise<ImageState['source']> {
+export async function loadLatestMetadata(
+  image: Image,
+  pool: StoragePool,
+): Promise<{ source: MetadataSource; unsynced: boolean }> {
   clearState(image);
   const storage = image.storageUrl ? pool.get(image.storageUrl) : undefined;
   const remoteFiles = storage ? await storage.list(image.metadataGlob) : [];
@@ -56,13 +63,14 @@ export async function loadLatestMetadata(image: Image, pool: StoragePool): Promi
     .map((f) => revisionFromName(image, f))
     .filter((r): r is number => r !== undefined);
   const local = await localRevisions(image);
-  if (remote.length === 0 && local.length === 0) return 'none';
+  if (remote.length === 0 && local.length === 0) return { source: 'none', unsynced: false };
   const latest = Math.max(...remote, ...local);
   image.config.revision = latest;
   const file = image.metadataFile;
   const localMeta = local.includes(latest) ? await readMetadata(image.metadataPath) : undefined;
   let meta = localMeta;
-  let source: ImageState['source'] = 'local';
+  let source: MetadataSource = 'local';
+  let unsynced = false;
   if (storage && remote.includes(latest)) {
     const tmpDir = join(image.localDir, '.remote');
     await mkdir(tmpDir, { recursive: true });
@@ -76,19 +84,26 @@ export async function loadLatestMetadata(image: Image, pool: StoragePool): Promi
         }
         meta = remoteMeta;
         source = 'storage';
+      } else {
+        unsynced = true;
       }
     } finally {
       await rm(tmpDir, { recursive: true, force: true });
     }
   }
-  if (!meta) return 'none';
+  if (!meta) return { source: 'none', unsynced: false };
   if (Number(meta.revision) !== latest) {
     throw new UserError(
       `${image.metadataFile}: metadata says revision ${String(meta.revision)}, its name says r${latest}`,
     );
   }
   applyMetadata(image, meta);
-  return source;
+  if (source === 'local' && image.config.uploaded && !remote.includes(latest)) {
+    // stopped after the local metadata write of the upload step, before the metadata reached storage:
+    // the upload is not finished until storage has the metadata, so it runs again (and overwrites)
+    image.config.uploaded = null;
+  }
+  return { source, unsynced };
 }
 
 /** The state step: load every selected variant's latest metadata and plan its actions (parallel, bounded). */
@@ -97,9 +112,9 @@ export async function refreshState(images: readonly Image[], ctx: StateContext):
   return Promise.all(
     images.map((image) =>
       limit(async () => {
-        let source: ImageState['source'];
+        let loaded: { source: MetadataSource; unsynced: boolean };
         try {
-          source = await loadLatestMetadata(image, ctx.pool);
+          loaded = await loadLatestMetadata(image, ctx.pool);
         } catch (err) {
           throw err instanceof UserError
             ? err
@@ -123,7 +138,7 @@ export async function refreshState(images: readonly Image[], ctx: StateContext):
         });
         c.actions = plan.actions;
         c.undo = plan.undo;
-        return { image, plan, source };
+        return { image, plan, ...loaded };
       }),
     ),
   );

@@ -1,6 +1,6 @@
 import type { Image } from '../state/image.js';
-import { crashPoint } from '../util/crash.js';
 import { writeMetadata } from '../state/metadata.js';
+import { crashPoint } from '../util/crash.js';
 import type { RunContext } from './context.js';
 
 /**

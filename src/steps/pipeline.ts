@@ -15,6 +15,7 @@ import { lockWorkDir } from '../util/lock.js';
 import { configsStep } from './configs.js';
 import type { RunContext, StepFailure } from './context.js';
 import { runRollback, runStep, undoImage } from './image-steps.js';
+import { saveMetadata } from './persist.js';
 import { failureTable, planTable, regionTable } from './report.js';
 import { IMAGE_STEPS } from './steps.js';
 
@@ -97,7 +98,7 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
   });
   if (target === 'state') addRollbackPreview(states, ctx);
   for (const s of states) {
-    for (const n of s.plan.notes) log.info({ image: s.image.imageName }, n);
+    for (const n of s.plan.notes) log.debug({ image: s.image.imageName }, n);
   }
 
   // --revise: start the new revision (the old revision's local files go, unless only reporting)
@@ -127,6 +128,12 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
   out(planTable(states));
 
   if (target === 'state') return 0;
+
+  // a run that stopped between the local metadata write and the store: bring storage up to date first
+  for (const s of states.filter((x) => x.unsynced && !x.plan.revised)) {
+    log.warn({ image: s.image.imageName }, 'storage metadata is older than the local copy; storing it again');
+    await saveMetadata(s.image, ctx);
+  }
 
   if (target === 'rollback') {
     for (const s of states.filter((x) => x.plan.rollbackBlocked)) {
