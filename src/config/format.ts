@@ -9,13 +9,21 @@ export class PlaceholderError extends Error {
   }
 }
 
-export function formatTemplate(template: string, values: Readonly<Record<string, unknown>>): string {
+/** returned by a lookup function for a name it does not know */
+export const MISSING: unique symbol = Symbol('missing');
+
+export type Lookup = (name: string) => unknown;
+
+export function formatTemplate(template: string, values: Readonly<Record<string, unknown>> | Lookup): string {
+  if (!template.includes('{') && !template.includes('}')) return template;
+  const lookup: Lookup =
+    typeof values === 'function' ? values : (name) => (Object.hasOwn(values, name) ? values[name] : MISSING);
   return template.replace(/\{\{|\}\}|\{([^{}]*)\}/g, (whole, name: string | undefined) => {
     if (whole === '{{') return '{';
     if (whole === '}}') return '}';
     const key = name ?? '';
-    if (!Object.hasOwn(values, key)) throw new PlaceholderError(key, 'is unknown');
-    const v = values[key];
+    const v = lookup(key);
+    if (v === MISSING) throw new PlaceholderError(key, 'is unknown');
     if (v !== null && typeof v === 'object') throw new PlaceholderError(key, 'is a list or map, not text');
     return pyStr(v);
   });

@@ -9,7 +9,7 @@ import { deepClone, getPath, isPlainObject, mergeAdditive, type PlainObject } fr
 import { normaliseVariant } from './normalize.js';
 import type { AlpineReleases, VersionInfo } from './releases.js';
 import type { Location, SourceIndex } from './source.js';
-import type { ImagesFile } from './types.js';
+import type { ImageConfig, ImagesFile } from './types.js';
 import type { LoadedTree } from './yaml-loader.js';
 
 export interface ResolveOptions {
@@ -159,12 +159,15 @@ class Variant {
   private readonly applied: Layer[] = [];
   private whenOrigins = new Map<string, string[][]>();
   private readonly index: SourceIndex;
+  /** keep track of where WHEN blocks came from (only needed to name files in error messages) */
+  private readonly track: boolean;
   readonly configKey: string;
 
-  constructor(configKey: string, start: PlainObject, index: SourceIndex) {
+  constructor(configKey: string, start: PlainObject, index: SourceIndex, track: boolean) {
     this.configKey = configKey;
     this.cfg = start;
     this.index = index;
+    this.track = track;
   }
 
   /** Merge a layer (objects merge, arrays append, anything else replaces). */
@@ -186,6 +189,7 @@ class Variant {
           if (!isPlainObject(v)) {
             throw this.error(['WHEN', k], 'a map of settings to apply', v, layer);
           }
+          if (!this.track) continue;
           const list = this.whenOrigins.get(k) ?? [];
           for (const o of layer.origins) list.push([...o, 'WHEN', k]);
           this.whenOrigins.set(k, list);
@@ -278,9 +282,13 @@ class Variant {
   }
 }
 
-/** mergeAdditive for a single value: what `{k: a}` merged with `{k: b}` holds at k. */
+/**
+ * mergeAdditive for a single value: what `{k: a}` merged with `{k: b}` holds at k. WHEN and EXCLUDE values are
+ * only read, so the first one is kept by reference; merging a second one makes a merged copy.
+ */
 function mergeOne(a: unknown, b: unknown): unknown {
-  const t: PlainObject = a === undefined ? {} : { v: a };
+  if (a === undefined) return b;
+  const t: PlainObject = { v: deepClone(a) };
   mergeAdditive(t, { v: b });
   return t.v;
 }
@@ -316,20 +324,16 @@ export async function resolveMatrix(
   const sizes = top.dims.map((d) => d.keys.length);
   const total = sizes.reduce((a, b) => a * b, 1);
 
-  for (let n = 0; n < total; n++) {
-    // odometer: the last dimension varies fastest (itertools.product order)
-    if (n > 0) {
-      for (let i = counters.length - 1; i >= 0; i--) {
-        counters[i]! += 1;
-        if (counters[i]! < sizes[i]!) break;
-        counters[i] = 0;
-      }
-    }
-    stats.combinations++;
-    const dimMap = top.dims.map((d, i) => [d.name, d.keys[counters[i]!]!] as const);
-    const dimKeys = dimMap.map(([, k]) => k);
-    const dimKeySet = new Set(dimKeys);
-    const configKey = dimKeys.join('-');
+  type Outcome =
+    | { kind: 'variant'; config: ImageConfig }
+    | { kind: 'excluded'; by: string; entry: string }
+    | { kind: 'eol'; key: string; eol: string };
+
+  /** Resolve one combination of dimension keys. */
+  const resolveOne = (keys: readonly string[], track: boolean): Outcome => {
+    const dimMap = top.dims.map((d, i) => [d.name, keys[i]!] as const);
+    const dimKeySet = new Set(keys);
+    const configKey = keys.join('-');
     const version = dimMap.find(([name]) => name === 'version')![1];
     const release = versionInfo.get(version)!.release;
     const imageKey = dimMap.map(([name, k]) => (name === 'version' ? release : k)).join('-');
@@ -340,19 +344,13 @@ export async function resolveMatrix(
     start.release = release;
     for (const [name, k] of dimMap) start[name] = k;
 
-    const variant = new Variant(configKey, start, index);
+    const variant = new Variant(configKey, start, index, track);
     variant.apply({ data: top.Default, origins: [['Default']] });
-    let dropped: string | undefined;
     for (const [name, key] of dimMap) {
       variant.apply({ data: dimConfigs.get(name)!.get(key)!, origins: [['Dimensions', name, key]] });
       variant.applyWhen(dimKeySet);
       const ex = variant.excluded(dimKeySet);
-      if (ex !== undefined) {
-        log.debug(`${configKey} skipped: ${key} excludes ${ex}`);
-        stats.excluded++;
-        dropped = 'excluded';
-        break;
-      }
+      if (ex !== undefined) return { kind: 'excluded', by: key, entry: ex };
       const eol = variant.cfg.end_of_life;
       if (eol) {
         let when = typeof eol === 'string' ? eolCache.get(eol) : undefined;
@@ -369,18 +367,9 @@ export async function resolveMatrix(
             (v) => typeof v !== 'string' || !parseEndOfLife(v),
           );
         }
-        if (now.getTime() > when.getTime()) {
-          log.debug(`${configKey} skipped: ${key} end_of_life ${eol} has passed`);
-          const reason = `${key} (end_of_life ${eol})`;
-          eolDropped.set(reason, (eolDropped.get(reason) ?? 0) + 1);
-          stats.endOfLife++;
-          dropped = 'eol';
-          break;
-        }
+        if (now.getTime() > when.getTime()) return { kind: 'eol', key, eol: String(eol) };
       }
     }
-    if (dropped) continue;
-
     variant.apply({ data: top.Mandatory, origins: [['Mandatory']] });
     const leftover = variant.leftover()[0];
     if (leftover) {
@@ -392,13 +381,47 @@ export async function resolveMatrix(
         },
       );
     }
-    images[configKey] = normaliseVariant(variant.cfg, {
+    const config = normaliseVariant(variant.cfg, {
       variant: configKey,
       locate: (path, isBad) => variant.locate(path, isBad),
       workDir: opts.workDir,
       isoUrl: (arch) => releases.virtIsoUrl(arch),
     });
-    stats.variants++;
+    return { kind: 'variant', config };
+  };
+
+  for (let n = 0; n < total; n++) {
+    // odometer: the last dimension varies fastest (itertools.product order)
+    if (n > 0) {
+      for (let i = counters.length - 1; i >= 0; i--) {
+        counters[i]! += 1;
+        if (counters[i]! < sizes[i]!) break;
+        counters[i] = 0;
+      }
+    }
+    stats.combinations++;
+    const keys = top.dims.map((d, i) => d.keys[counters[i]!]!);
+    let outcome: Outcome;
+    try {
+      outcome = resolveOne(keys, false);
+    } catch (err) {
+      // resolve it again, keeping track of every file involved, so that the error names the right one
+      if (err instanceof ConfigError) resolveOne(keys, true);
+      throw err;
+    }
+    const configKey = keys.join('-');
+    if (outcome.kind === 'excluded') {
+      log.debug(`${configKey} skipped: ${outcome.by} excludes ${outcome.entry}`);
+      stats.excluded++;
+    } else if (outcome.kind === 'eol') {
+      log.debug(`${configKey} skipped: ${outcome.key} end_of_life ${outcome.eol} has passed`);
+      const reason = `${outcome.key} (end_of_life ${outcome.eol})`;
+      eolDropped.set(reason, (eolDropped.get(reason) ?? 0) + 1);
+      stats.endOfLife++;
+    } else {
+      images[configKey] = outcome.config;
+      stats.variants++;
+    }
   }
   for (const [reason, count] of eolDropped) {
     log.warn(`dropped ${count} variant${count === 1 ? '' : 's'}: ${reason} has passed`);
