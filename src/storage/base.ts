@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { errorMessage, UserError } from '../util/errors.js';
@@ -15,9 +16,39 @@ export class NotFoundError extends Error {
   }
 }
 
-/** A hidden temporary sibling name for `name`, unique per process and call. */
+const HOST = hostname().replace(/[^A-Za-z0-9.-]/g, '_') || 'localhost';
+
+/**
+ * A hidden temporary sibling name for `name`, unique per call: `.<name>.<host>.<pid>.<random>.tmp`.
+ * The host and pid let a later run recognise the leftovers of a writer that was killed.
+ */
 export function tempName(name: string): string {
-  return `.${name}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  return `.${name}.${HOST}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Temporary names among `names` left by a writer of one of `files` that ran on this host and is gone
+ * (killed mid-store). Temporaries of live processes and of other hosts are never touched.
+ */
+export function staleTempNames(names: readonly string[], files: readonly string[]): string[] {
+  const wanted = new Set(files);
+  const out: string[] = [];
+  for (const n of names) {
+    const m = /^\.(.+)\.([A-Za-z0-9._-]+)\.(\d+)\.[0-9a-f]{8}\.tmp$/.exec(n);
+    if (!m || !wanted.has(m[1]!) || m[2] !== HOST) continue;
+    const pid = Number(m[3]);
+    if (pid !== process.pid && !processAlive(pid)) out.push(n);
+  }
+  return out;
 }
 
 async function syncFile(path: string): Promise<void> {
@@ -68,6 +99,8 @@ export abstract class BaseStorage implements Storage {
   protected abstract listNames(): Promise<string[]>;
   /** Remove one object; missing is not an error. */
   protected abstract removeName(name: string): Promise<void>;
+  /** Does putFile write temporary names that a killed run can leave behind? */
+  protected readonly leavesTemps: boolean = true;
   /** Turn a backend error into a one-line message (without the URL). */
   protected abstract describe(err: unknown): string;
 
@@ -87,6 +120,7 @@ export abstract class BaseStorage implements Storage {
   }
 
   async store(localDir: string, files: readonly string[], opts: { checksum?: boolean } = {}): Promise<void> {
+    const stored: string[] = [];
     for (const file of files) {
       checkFileName(this.url, file);
       const local = join(localDir, file);
@@ -106,6 +140,20 @@ export abstract class BaseStorage implements Storage {
       await this.guard('store', file, () => this.putFile(local, file));
       // the checksum goes after the file it describes, so a stored .sha512 always has its file
       if (sum) await this.guard('store', sum, () => this.putFile(join(localDir, sum), sum));
+      stored.push(file, ...(sum ? [sum] : []));
+    }
+    if (this.leavesTemps && stored.length) await this.removeStaleTemps(stored);
+  }
+
+  /** Remove what killed runs on this host left while storing these files; failures here do not matter. */
+  private async removeStaleTemps(files: readonly string[]): Promise<void> {
+    try {
+      for (const n of staleTempNames(await this.listNames(), files)) {
+        this.log.debug({ storage: this.url, file: n }, 'removing the leftover of an interrupted store');
+        await this.removeName(n);
+      }
+    } catch (err) {
+      this.log.debug({ storage: this.url, err: errorMessage(err) }, 'could not clean up leftovers');
     }
   }
 

@@ -142,6 +142,7 @@ function netCode(err: unknown): string | undefined {
 
 /** `s3://bucket/prefix`: objects `<prefix>/<file>`. */
 export class S3Storage extends BaseStorage {
+  protected override readonly leavesTemps = false;
   private readonly loc: S3Location;
   private readonly clients: S3Clients;
 

@@ -3,9 +3,10 @@
  * sshd on 127.0.0.1) and s3 (s3rver). Backend-specific cases (connection sharing, host keys, auth, buckets,
  * multipart) follow.
  */
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -65,6 +66,8 @@ interface Backend {
   url(sub: string): string;
   /** overwrite a stored object behind the storage's back */
   tamper(sub: string, file: string, content: string): Promise<void>;
+  /** the directory behind `sub`, for backends that write temporary names (file, ssh) */
+  rawDir?(sub: string): string;
 }
 
 const backends: Backend[] = [
@@ -73,12 +76,14 @@ const backends: Backend[] = [
     env: () => ({}),
     url: (sub) => join(base, 'file-store', sub),
     tamper: (sub, file, content) => writeFile(join(base, 'file-store', sub, file), content),
+    rawDir: (sub) => join(base, 'file-store', sub),
   },
   {
     name: 'file://',
     env: () => ({}),
     url: (sub) => pathToFileURL(join(base, 'file-url-store', sub)).href,
     tamper: (sub, file, content) => writeFile(join(base, 'file-url-store', sub, file), content),
+    rawDir: (sub) => join(base, 'file-url-store', sub),
   },
   {
     name: 'ssh://',
@@ -87,6 +92,7 @@ const backends: Backend[] = [
     // relative to the (test) home directory of the remote user
     url: (sub) => `${sshd!.urlPrefix}/store/${sub}`,
     tamper: (sub, file, content) => writeFile(join(sshd!.home, 'store', sub, file), content),
+    rawDir: (sub) => join(sshd!.home, 'store', sub),
   },
   {
     name: 's3://',
@@ -216,6 +222,28 @@ describe.each(backends)('storage behaviour: $name', (b) => {
     await st.store(await localDir({ 'x.yaml': 'x' }), ['x.yaml']);
     expect(await st.list('*.yaml')).toEqual(['x.yaml']);
   });
+
+  // s3 writes no temporary objects, so this applies to file and ssh only
+  if (b.rawDir)
+    test('a store removes what killed writers on this host left behind, and nothing else', async () => {
+      const st = pool.get(b.url('leftovers'));
+      const src = await localDir({ 'img.qcow2': 'new image' });
+      await st.store(src, ['img.qcow2'], { checksum: true });
+      const dir = b.rawDir!('leftovers');
+      const dead = spawnSync('true').pid;
+      const host = hostname().replace(/[^A-Za-z0-9.-]/g, '_');
+      const left = [
+        `.img.qcow2.${host}.${dead}.0badc0de.tmp`, // killed writer here: removed
+        `.img.qcow2.sha512.${host}.${dead}.0badc0df.tmp`, // ditto
+        `.img.qcow2.${host}.1.0badc0de.tmp`, // pid 1 is alive: kept
+        `.img.qcow2.other-host.${dead}.0badc0de.tmp`, // another machine's writer: kept
+        `.other.yaml.${host}.${dead}.0badc0de.tmp`, // not a file this store wrote: kept
+      ];
+      for (const n of left) await writeFile(join(dir, n), 'partial');
+      await st.store(src, ['img.qcow2'], { checksum: true });
+      expect((await readdir(dir)).sort()).toEqual(['img.qcow2', 'img.qcow2.sha512', ...left.slice(2)].sort());
+      expect(await st.list()).toEqual(['img.qcow2', 'img.qcow2.sha512']);
+    });
 
   test('file names with a directory part are refused', async () => {
     const st = pool.get(b.url('names'));
