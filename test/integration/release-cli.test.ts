@@ -168,7 +168,8 @@ describe('release through the CLI', () => {
     expect(really.code, really.stderr).toBe(0);
     const gone = [...r0Files, ...r2.files].map((f) => relative(storage, join(dir, f)));
     expect(await treeFiles(storage)).toEqual(before.filter((f) => !gone.includes(f)));
-  });
+    // eight ./build runs: allow for a loaded machine (and a recompile when sources changed)
+  }, 240_000);
 
   it('a failing release_cmd leaves the image unreleased and says which command failed and why', async () => {
     const argsOut = join(root, 'fail-args.txt');
@@ -182,5 +183,5 @@ describe('release through the CLI', () => {
     const meta = parse(await readFile(join(dir, image.metadataFile), 'utf8'));
     expect(meta.uploaded).toBeTruthy();
     expect(meta.released).toBeUndefined();
-  });
+  }, 120_000);
 });
