@@ -1,6 +1,5 @@
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { run } from '../steps/pipeline.js';
 import { errorMessage, UserError } from '../util/errors.js';
 import { createLogger } from '../util/log.js';
 import { parseArgs } from './args.js';
@@ -24,6 +23,8 @@ async function main(): Promise<number> {
   const log = createLogger({ format: options.logFormat, debug: options.debug, color: options.color });
   for (const w of warnings) log.warn(w);
   try {
+    // loaded only now: --help and usage errors stay instant
+    const { run } = await import('../steps/pipeline.js');
     return await run(options, log);
   } catch (err) {
     if (err instanceof UserError) {

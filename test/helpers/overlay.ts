@@ -14,6 +14,8 @@ export interface OverlayOptions {
   clouds?: string[];
   versions?: string[];
   arches?: string[];
+  firmwares?: string[];
+  bootstraps?: string[];
   /** extra Default settings */
   defaults?: Record<string, unknown>;
   /** per-cloud settings */
@@ -50,8 +52,11 @@ export async function makeOverlay(opts: OverlayOptions): Promise<string> {
     Dimensions: {
       version: dim(opts.versions ?? ['3.24'], () => ({})),
       arch: dim(opts.arches ?? ['x86_64'], (a) => ({ name: [a] })),
-      firmware: { uefi: { name: ['uefi'], bootloader: 'grub-efi' } },
-      bootstrap: { tiny: { name: ['tiny'] } },
+      firmware: dim(opts.firmwares ?? ['uefi'], (f) => ({
+        name: [f],
+        bootloader: f === 'uefi' ? 'grub-efi' : 'extlinux',
+      })),
+      bootstrap: dim(opts.bootstraps ?? ['tiny'], (b) => ({ name: [b] })),
       machine: { vm: {} },
       cloud: dim(opts.clouds ?? ['nocloud'], (c) => ({ ...(opts.cloudSettings?.[c] ?? {}) })),
     },
