@@ -201,7 +201,7 @@ describe('HOCON config trees', () => {
     const { index, files } = await loadHoconTree(join(d, 'top.conf'), show);
     expect(formatLocation(index.get(['A', 'own'])!)).toBe(`${join(d, 'top.conf')}:3:3`);
     expect(formatLocation(index.get(['A', 'from_sub', 'deep'])!)).toBe(`${join(d, 'sub.conf')}:2:1`);
-    expect(files.sort()).toEqual([join(d, 'sub.conf'), join(d, 'top.conf')]);
+    expect([...files].sort()).toEqual([join(d, 'sub.conf'), join(d, 'top.conf')]);
   });
 
   it('a syntax error names file, line and column (also inside an included file)', async () => {

@@ -1,0 +1,199 @@
+import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import YAML from 'yaml';
+import { imagesYamlText, parseImagesYaml } from '../../src/config/images-yaml.js';
+import {
+  loadImagesYaml,
+  resolveConfigsDir,
+  selectVariants,
+  writeImagesYaml,
+} from '../../src/config/index.js';
+import type { ImageConfig, ImagesFile } from '../../src/config/types.js';
+import { emitYaml, isPlainSafe, readYamlFast, Unsupported } from '../../src/config/yaml-fast.js';
+import { UserError } from '../../src/util/errors.js';
+import { captureLog, ROOT, removeTree, resolveCtx } from '../fixtures/config-helpers.js';
+
+let images: ImagesFile;
+let dir: string;
+beforeAll(async () => {
+  images = (await resolveConfigsDir(join(ROOT, 'configs'), resolveCtx(captureLog('warn').log))).images;
+  dir = await mkdtemp(join(tmpdir(), 'cib-images-'));
+});
+afterAll(async () => {
+  await removeTree(dir);
+});
+
+describe('work/images.yaml', () => {
+  it('is written atomically and read back unchanged, in matrix order', async () => {
+    const path = join(dir, 'images.yaml');
+    await writeImagesYaml(path, images);
+    expect((await readdir(dir)).filter((n) => n.includes('.tmp'))).toEqual([]);
+    const text = await readFile(path, 'utf8');
+    expect(
+      text.startsWith('---\n"3.24-x86_64-bios-tiny-vm-aws":\n  config_key: "3.24-x86_64-bios-tiny-vm-aws"\n'),
+    ).toBe(true);
+    const back = await loadImagesYaml(path);
+    expect(back).toEqual(images);
+    expect(Object.keys(back!)).toEqual(Object.keys(images));
+  });
+
+  it('reads the same in YAML 1.2 and YAML 1.1 readers (versions, dates and numbers stay strings)', () => {
+    const text = imagesYamlText(images);
+    expect(YAML.parse(text)).toEqual(images);
+    expect(YAML.parse(text, { version: '1.1' })).toEqual(images);
+    expect(text).toContain('  version: "3.24"\n');
+    expect(text).toContain('  end_of_life: "2028-05-01"\n');
+    expect(text).toContain('  release: "20260301"\n');
+    expect(text).toContain('  disk_size: "128M"\n');
+  });
+
+  it('quotes every string a reader could take for something else', () => {
+    const tricky: Record<string, unknown> = {
+      s: [
+        'yes',
+        'No',
+        'on',
+        'OFF',
+        'y',
+        'null',
+        '~',
+        '',
+        ' lead',
+        'trail ',
+        '3.20',
+        '0755',
+        '0x1F',
+        '1_000',
+        '1:20',
+        '.inf',
+        '-1',
+        '+1',
+        '2026-05-01',
+        '@at',
+        '`tick',
+        '!tag',
+        '&anchor',
+        '*alias',
+        '- dash',
+        '-cpu',
+        '? q',
+        'a: b',
+        'a #c',
+        'end:',
+        '{x}',
+        '[y]',
+        '"q"',
+        "'q'",
+        '%p',
+        '|bar',
+        '>gt',
+        'ünïcode',
+        'tab\there',
+        'nul\u0000',
+        'line\n',
+        'a\n\nb\n\n',
+        '\nstarts',
+        '  indented\nsecond',
+        'trailing \nspace',
+        'fine\nlines\n',
+        'crlf\r\nx',
+        'plain-text',
+        'file:///a/b',
+        'https://x/y?z=1#frag',
+      ],
+      n: [0, -5, 1.5, 1e21, true, false, null],
+      nested: [[['-m', 1024]], [{ a: 1, b: [] }], {}, []],
+      '3.20': { 'key with space': 'v', yes: 'no' },
+    };
+    const text = emitYaml(tricky);
+    expect(YAML.parse(text)).toEqual(tricky);
+    expect(YAML.parse(text, { version: '1.1' })).toEqual(tricky);
+    expect(readYamlFast(text)).toEqual(tricky);
+    expect(isPlainSafe('alpine-base linux-virt')).toBe(true);
+    expect(isPlainSafe('3.24')).toBe(false);
+  });
+
+  it('reads files in other block styles (PyYAML lists at the key’s indentation) and falls back to the YAML library for the rest', () => {
+    const pyyaml =
+      'a:\n  scripts:\n  - setup\n  - cleanup\n  qemu:\n    args:\n    - - -cpu\n      - max\n  flags: {}\n';
+    expect(readYamlFast(pyyaml)).toEqual({
+      a: { scripts: ['setup', 'cleanup'], qemu: { args: [['-cpu', 'max']] }, flags: {} },
+    });
+    expect(() => readYamlFast('a: 1 # comment\n')).toThrow(Unsupported);
+    expect(() => readYamlFast("a: 'single'\n")).toThrow(Unsupported);
+    expect(() => readYamlFast('a: &x 1\nb: *x\n')).toThrow(Unsupported);
+    expect(() => readYamlFast('a: {b: 1}\n')).toThrow(Unsupported);
+    // the general reader takes over, with the same result
+    const other =
+      "# written by hand\n'3.20-x86_64-aws':\n  config_key: 3.20-x86_64-aws   # a comment\n  flags: {a: 1}\n  version: '3.20'\n";
+    expect(parseImagesYaml(other, 'images.yaml')).toEqual({
+      '3.20-x86_64-aws': { config_key: '3.20-x86_64-aws', flags: { a: 1 }, version: '3.20' },
+    });
+  });
+
+  it('fills config_key from the key when a file lacks it, and rejects what is not a map of maps', () => {
+    expect(parseImagesYaml('---\nx-y:\n  arch: x86_64\n', 'p')).toEqual({
+      'x-y': { arch: 'x86_64', config_key: 'x-y' },
+    });
+    expect(parseImagesYaml('', 'p')).toEqual({});
+    expect(() => parseImagesYaml('- a\n', 'p')).toThrow('p: expected a map of config_key to image config');
+    expect(() => parseImagesYaml('a: 1\n', 'p')).toThrow('p: a: expected an image config (a map), got 1');
+    expect(() => parseImagesYaml('a:\n  b: [1\n  c: 2\n', 'p/images.yaml')).toThrow(
+      /^p\/images\.yaml:3:3: YAML syntax error: /,
+    );
+  });
+
+  it('a missing file is undefined; an unreadable one is an error', async () => {
+    expect(await loadImagesYaml(join(dir, 'nope.yaml'))).toBeUndefined();
+    await expect(loadImagesYaml(dir)).rejects.toBeInstanceOf(UserError);
+  });
+
+  it('round-trips every resolved variant exactly', async () => {
+    const path = join(dir, 'again.yaml');
+    await writeFile(path, imagesYamlText(images));
+    const back = await loadImagesYaml(path);
+    const differing = Object.keys(images).filter((k) => !isDeepStrictEqual(images[k], back?.[k]));
+    expect(differing).toEqual([]);
+  });
+});
+
+describe('selectVariants (--only, --skip)', () => {
+  const keys = (list: ImageConfig[]) => list.map((c) => c.config_key);
+
+  it('--only keeps variants having all the keys; --skip drops variants having any', () => {
+    const all = Object.keys(images);
+    expect(keys(selectVariants(images, [], []))).toEqual(all);
+    const onlyArm = selectVariants(images, ['aarch64', '3.24'], []);
+    expect(onlyArm.length).toBeGreaterThan(0);
+    expect(onlyArm.every((c) => c.arch === 'aarch64' && c.version === '3.24')).toBe(true);
+    expect(onlyArm.length).toBe(all.filter((k) => k.startsWith('3.24-aarch64-')).length);
+    const skipped = selectVariants(images, ['aarch64'], ['metal', 'gcp']);
+    expect(skipped.some((c) => c.machine === 'metal' || c.cloud === 'gcp')).toBe(false);
+    expect(keys(skipped)).toEqual(
+      all.filter((k) => k.includes('-aarch64-') && !k.includes('-metal-') && !k.endsWith('-gcp')),
+    );
+  });
+
+  it('keys that match no variant are an error listing the valid keys', () => {
+    expect(() => selectVariants(images, ['aarch64', 'armv7'], [])).toThrow(
+      /^--only armv7: no variant has this dimension key; valid keys: 3\.20, 3\.21, 3\.22, 3\.23, 3\.24, aarch64, aws, azure, bios, cloudinit, edge, gcp, generic, metal, nocloud, oci, tiny, uefi, vm, x86_64$/,
+    );
+    expect(() => selectVariants(images, [], ['x', 'y'])).toThrow(
+      /^--skip x y: no variant has these dimension keys; valid keys: /,
+    );
+    expect(() => selectVariants(images, [], ['x'])).toThrow(UserError);
+  });
+
+  it('dimension keys with "-" in them work', () => {
+    const sample = Object.values(images)
+      .filter((c) => c.cloud === 'aws')
+      .slice(0, 2)
+      .map((c) => ({ ...c, cloud: 'my-cloud', config_key: c.config_key.replace(/aws$/, 'my-cloud') }));
+    const custom: ImagesFile = Object.fromEntries(sample.map((c) => [c.config_key, c]));
+    expect(selectVariants(custom, ['my-cloud'], [])).toHaveLength(2);
+    expect(selectVariants(custom, [], ['my-cloud'])).toHaveLength(0);
+  });
+});
