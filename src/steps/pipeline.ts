@@ -6,7 +6,7 @@ import type { CloudContext, RegionFailure } from '../../clouds/types.js';
 import type { BuildOptions } from '../cli/options.js';
 import { selectVariants, writeImagesYaml } from '../config/index.js';
 import type { ImagesFile } from '../config/types.js';
-import { prune, writeCatalog } from '../release/index.js';
+import { formatPruneReport, prune, writeCatalog } from '../release/index.js';
 import { Image } from '../state/image.js';
 import { planActions } from '../state/plan.js';
 import { type ImageState, refreshState } from '../state/refresh.js';
