@@ -10,7 +10,7 @@
  *   await sshd.stop();
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
@@ -204,6 +204,12 @@ export async function startSshd(opts: { home?: string } = {}): Promise<SshdHandl
     const knownHostsFile = join(dir, 'known_hosts');
     await writeFile(knownHostsFile, `[127.0.0.1]:${port} ${hostPub[0]} ${hostPub[1]}\n`);
     let stopped = false;
+    // if the caller exits without stop() (a crashed bench, process.exit), take the server down too
+    const onExit = () => {
+      killAll([...descendants(child.pid!), child.pid!], 'SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    };
+    process.once('exit', onExit);
     return {
       host: '127.0.0.1',
       port,
@@ -249,6 +255,7 @@ export async function startSshd(opts: { home?: string } = {}): Promise<SshdHandl
       async stop() {
         if (stopped) return;
         stopped = true;
+        process.removeListener('exit', onExit);
         const exited = new Promise<void>((resolve) => {
           if (child.exitCode !== null || child.signalCode !== null) resolve();
           else child.once('exit', () => resolve());
