@@ -31,8 +31,20 @@ export interface ConfigContext {
   readonly log: Logger;
 }
 
-function displayPath(abs: string, origins?: ReadonlyMap<string, string>): string {
-  const src = origins?.get(abs) ?? abs;
+/** How files of a staged work directory are shown: as the source they were copied from, else as they will be. */
+export interface StagedPaths {
+  /** staged file -> the source file it was copied from */
+  readonly origins: ReadonlyMap<string, string>;
+  /** the staging directory, and the work directory it becomes */
+  readonly stageDir: string;
+  readonly workDir: string;
+}
+
+function displayPath(abs: string, staged?: StagedPaths): string {
+  let src = staged?.origins.get(abs) ?? abs;
+  if (staged && src === abs && (abs === staged.stageDir || abs.startsWith(`${staged.stageDir}/`))) {
+    src = staged.workDir + abs.slice(staged.stageDir.length);
+  }
   const r = relative(process.cwd(), src);
   return r && !r.startsWith('..') ? r : src;
 }
@@ -57,9 +69,9 @@ export interface ResolveResult {
 export async function resolveConfigsDir(
   configsDir: string,
   ctx: Pick<ConfigContext, 'releasesUrl' | 'cdnUrl' | 'now' | 'log' | 'workDir'>,
-  origins?: ReadonlyMap<string, string>,
+  staged?: StagedPaths,
 ): Promise<ResolveResult> {
-  const display = (p: string) => displayPath(p, origins);
+  const display = (p: string) => displayPath(p, staged);
   const top = await findTopLevel(configsDir, display);
   ctx.log.debug(`top-level config ${display(top.file)} (${top.format})`);
   const [loaded, releases] = await Promise.all([

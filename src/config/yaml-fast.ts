@@ -149,7 +149,12 @@ function plainValue(s: string): unknown {
   if (/^[-+]?\.(inf|Inf|INF)$/.test(s)) return s.startsWith('-') ? -Infinity : Infinity;
   if (/^\.(nan|NaN|NAN)$/.test(s)) return Number.NaN;
   // forms the core schema reads as numbers (0x.., 0o..), and anything a comment or indicator could hide in
-  if (/^0[xo]/.test(s) || /^[-?:,[\]{}#&*!|>'"%@`]/.test(s) || s.includes(' #') || s.includes(': ')) {
+  if (
+    /^0[xo]/.test(s) ||
+    /^([?:,[\]{}#&*!|>'"%@`]|-(\s|$))/.test(s) ||
+    s.includes(' #') ||
+    s.includes(': ')
+  ) {
     throw new Unsupported(s);
   }
   return s;

@@ -45,7 +45,11 @@ export async function configsStep(
   }
   const staged = await stageWorkDir(ctx);
   try {
-    const { images } = await resolveConfigsDir(staged.configsDir, ctx, staged.origins);
+    const { images } = await resolveConfigsDir(staged.configsDir, ctx, {
+      origins: staged.origins,
+      stageDir: staged.dir,
+      workDir: options.workDir,
+    });
     await staged.commit();
     await writeImagesYaml(imagesPath, images);
     log.info(`wrote ${imagesPath}`);

@@ -159,6 +159,7 @@ describe('HOCON config trees', () => {
       'top.conf': [
         'project = base',
         'Default {',
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: a HOCON substitution
         '  project = ${project}',
         '  mode = 0755',
         '  hex = 0x10',
@@ -225,6 +226,7 @@ describe('HOCON config trees', () => {
   });
 
   it('an unresolvable substitution names where it is', async () => {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a HOCON substitution
     const d = await tree({ 'top.conf': 'a = 1\nb = ${nope_not_set_anywhere}\n' });
     const err = await thrownAsync(() => loadHoconTree(join(d, 'top.conf'), show));
     expect(err.message).toMatch(

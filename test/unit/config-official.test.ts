@@ -151,8 +151,8 @@ describe('overlays/', () => {
     const { log } = captureLog('warn');
     const staged = await stageWorkDir({ rootDir: ROOT, workDir, custom, clean: false, log });
     try {
-      return (await resolveConfigsDir(staged.configsDir, resolveCtx(log, { workDir }), staged.origins))
-        .images;
+      const paths = { origins: staged.origins, stageDir: staged.dir, workDir };
+      return (await resolveConfigsDir(staged.configsDir, resolveCtx(log, { workDir }), paths)).images;
     } finally {
       await staged.discard();
     }
