@@ -36,7 +36,7 @@ export interface SshdHandle {
   env: Record<string, string>;
   /** arguments for the OpenSSH client (`ssh ...sshArgs user@127.0.0.1 cmd`) with the same key and host key */
   sshArgs: string[];
-  /** ssh connections the server accepted so far (counted from its log) */
+  /** ssh logins the server accepted so far (from its log file, so also right after a blocking execFileSync) */
   acceptedConnections(): number;
   /** the server's log so far */
   log(): string;
@@ -183,20 +183,23 @@ export async function startSshd(opts: { home?: string } = {}): Promise<SshdHandl
         '',
       ].join('\n'),
     );
-    let log = '';
-    // its own process group, so stop() also ends the per-connection children
-    const child = spawn(SSHD, ['-D', '-e', '-f', config], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-      detached: true,
-    });
-    child.stderr?.on('data', (d: Buffer) => {
-      log += d.toString('utf8');
-    });
+    // the log goes to a file, read on demand: callers that block the event loop (execFileSync of ./build)
+    // still see every line the server wrote meanwhile
+    const logFile = join(dir, `sshd-${tries}.log`);
+    const log = () => {
+      try {
+        return readFileSync(logFile, 'utf8');
+      } catch {
+        return '';
+      }
+    };
+    // its own process group, so stop() also ends the listener's helpers
+    const child = spawn(SSHD, ['-D', '-E', logFile, '-f', config], { stdio: 'ignore', detached: true });
     try {
-      await waitForBanner(port, child, () => log, 10_000);
+      await waitForBanner(port, child, log, 10_000);
     } catch (err) {
       if (child.exitCode === null) process.kill(-child.pid!, 'SIGKILL');
-      if (tries < 2 && /Address already in use/.test(log)) continue;
+      if (tries < 2 && /Address already in use/.test(log())) continue;
       await rm(dir, { recursive: true, force: true });
       throw err;
     }
@@ -242,8 +245,8 @@ export async function startSshd(opts: { home?: string } = {}): Promise<SshdHandl
         '-F',
         '/dev/null',
       ],
-      acceptedConnections: () => (log.match(/Accepted publickey for /g) ?? []).length,
-      log: () => log,
+      acceptedConnections: () => (log().match(/Accepted publickey for /g) ?? []).length,
+      log,
       async dropConnections() {
         const pids = descendants(child.pid!);
         killAll(pids, 'SIGKILL');
