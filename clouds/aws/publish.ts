@@ -250,7 +250,13 @@ export async function publishAws(
         await deleteAmi(ec2, bad, log, fields);
       }
       const usable = found.filter((a) => a.State === 'available' || a.State === 'pending');
-      const existing = usable.find((a) => a.Name === image.imageName) ?? usable[0];
+      const existing = usable.find((a) => a.Name === image.imageName);
+      for (const other of usable.filter((a) => a.Name !== image.imageName)) {
+        log.warn(
+          fields,
+          `${region}: ${other.ImageId} has this image's tags but is named "${other.Name}"; copying ${image.imageName} anew`,
+        );
+      }
       if (existing?.ImageId) {
         log.info(fields, `${region}: already there as ${existing.ImageId} (${existing.State})`);
         ami = existing;
