@@ -71,7 +71,15 @@ export async function resolveConfigsDir(
   ctx: Pick<ConfigContext, 'releasesUrl' | 'cdnUrl' | 'now' | 'log' | 'workDir'>,
   staged?: StagedPaths,
 ): Promise<ResolveResult> {
-  const display = (p: string) => displayPath(p, staged);
+  const shown = new Map<string, string>();
+  const display = (p: string) => {
+    let d = shown.get(p);
+    if (d === undefined) {
+      d = displayPath(p, staged);
+      shown.set(p, d);
+    }
+    return d;
+  };
   const top = await findTopLevel(configsDir, display);
   ctx.log.debug(`top-level config ${display(top.file)} (${top.format})`);
   const [loaded, releases] = await Promise.all([

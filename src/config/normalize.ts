@@ -2,7 +2,7 @@
 // images.yaml (same field names, same value formats), checking the type of every setting on the way.
 import { ConfigError } from './errors.js';
 import { formatTemplate, type Lookup, MISSING, PlaceholderError } from './format.js';
-import { isPlainObject, type PlainObject } from './merge.js';
+import { deepClone, isPlainObject, type PlainObject } from './merge.js';
 import type { Location } from './source.js';
 import type { ImageConfig } from './types.js';
 
@@ -127,8 +127,9 @@ export function normaliseVariant(cfg: PlainObject, ctx: NormaliseContext): Image
     }
     if (!ok(cfg[key])) fail(key, expected, cfg[key], (v) => !ok(v));
   }
-  if (!isPlainObject(cfg.qemu)) cfg.qemu = {};
-  const qemu = cfg.qemu as PlainObject;
+  // the variant shares values with the config tree until here: qemu is changed below, so it gets its own copy
+  const qemu: PlainObject = isPlainObject(cfg.qemu) ? { ...cfg.qemu } : {};
+  cfg.qemu = qemu;
   for (const [key, ok, expected] of QEMU_SETTINGS) {
     if (Object.hasOwn(qemu, key) && !ok(qemu[key])) fail(`qemu.${key}`, expected, qemu[key], (v) => !ok(v));
   }
@@ -230,5 +231,10 @@ export function normaliseVariant(cfg: PlainObject, ctx: NormaliseContext): Image
   );
 
   qemu.iso_url = ctx.isoUrl(cfg.arch as string);
+  // nothing in the result is shared with the config tree or other variants
+  for (const k of Object.keys(cfg)) {
+    const v = cfg[k];
+    if (v !== null && typeof v === 'object') cfg[k] = deepClone(v);
+  }
   return cfg as unknown as ImageConfig;
 }

@@ -157,6 +157,8 @@ class Variant {
   /** EXCLUDE entries merged since they were last checked */
   private exclude: unknown;
   private readonly applied: Layer[] = [];
+  /** objects and arrays made for this variant (the others are shared with the config tree) */
+  private readonly owned = new Set<object>();
   private whenOrigins = new Map<string, string[][]>();
   private readonly index: SourceIndex;
   /** keep track of where WHEN blocks came from (only needed to name files in error messages) */
@@ -200,14 +202,40 @@ class Variant {
     if (data.EXCLUDE !== undefined) this.exclude = mergeOne(this.exclude, data.EXCLUDE);
     for (const k of Object.keys(data)) {
       if (DIRECTIVES.has(k)) continue;
-      const s = data[k];
-      const t = this.cfg[k];
-      if (t === undefined && !Object.hasOwn(this.cfg, k)) this.cfg[k] = deepClone(s);
-      else if (isPlainObject(t) && isPlainObject(s)) mergeAdditive(t, s);
-      else if (Array.isArray(t) && Array.isArray(s)) for (const x of s) t.push(deepClone(x));
-      else this.cfg[k] = deepClone(s);
+      this.mergeKey(this.cfg, k, data[k]);
     }
     this.applied.push(layer);
+  }
+
+  /**
+   * The variant merge (objects merge, arrays append, anything else replaces) of `s` into `parent[k]`, copying
+   * on write: values from the config tree are shared until this variant changes them, and only objects and
+   * arrays this variant made (`owned`) are ever changed. The config tree itself is never changed.
+   */
+  private mergeKey(parent: PlainObject, k: string, s: unknown): void {
+    const t = parent[k];
+    if (t === undefined && !Object.hasOwn(parent, k)) {
+      parent[k] = s;
+    } else if (isPlainObject(t) && isPlainObject(s)) {
+      let target = t;
+      if (!this.owned.has(t)) {
+        target = { ...t };
+        this.owned.add(target);
+        parent[k] = target;
+      }
+      for (const kk of Object.keys(s)) this.mergeKey(target, kk, s[kk]);
+    } else if (Array.isArray(t) && Array.isArray(s)) {
+      if (s.length === 0) return;
+      if (this.owned.has(t)) {
+        for (const x of s) t.push(x);
+      } else {
+        const target = [...t, ...s];
+        this.owned.add(target);
+        parent[k] = target;
+      }
+    } else {
+      parent[k] = s;
+    }
   }
 
   /** Apply matching WHEN blocks until none is left (nested WHEN = AND, space-separated keys = OR). */

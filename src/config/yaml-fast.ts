@@ -88,48 +88,69 @@ function isMap(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function emit(v: unknown, indent: string, out: string[]): void {
-  // called for a value that goes on its own lines (a non-empty map or list)
-  if (Array.isArray(v)) {
-    for (const item of v) {
-      if ((Array.isArray(item) && item.length > 0) || (isMap(item) && Object.keys(item).length > 0)) {
-        const sub: string[] = [];
-        emit(item, `${indent}  `, sub);
-        // first line of the item goes after "- "
-        out.push(`${indent}- ${sub[0]!.slice(indent.length + 2)}`);
-        for (let i = 1; i < sub.length; i++) out.push(sub[i]!);
-      } else {
-        out.push(`${indent}- ${inline(item, `${indent}  `)}`);
-      }
-    }
-    return;
-  }
-  const m = v as Record<string, unknown>;
-  for (const k of Object.keys(m)) {
-    const val = m[k];
-    const key = scalarText(k);
-    if ((Array.isArray(val) && val.length > 0) || (isMap(val) && Object.keys(val).length > 0)) {
-      out.push(`${indent}${key}:`);
-      emit(val, `${indent}  `, out);
-    } else {
-      out.push(`${indent}${key}: ${inline(val, `${indent}  `)}`);
-    }
-  }
+function isBlock(v: unknown): boolean {
+  return (Array.isArray(v) && v.length > 0) || (isMap(v) && Object.keys(v).length > 0);
 }
 
-function inline(v: unknown, indent: string): string {
-  if (Array.isArray(v)) return '[]';
-  if (isMap(v)) return '{}';
-  if (typeof v === 'string') return literalBlock(v, indent) ?? scalarText(v);
-  return scalarText(v);
+/** One emitYaml call; remembers how each string is written (keys and values repeat across variants). */
+class Emitter {
+  private readonly text = new Map<string, string>();
+  readonly out: string[] = [];
+
+  private scalar(v: unknown): string {
+    if (typeof v !== 'string') return scalarText(v);
+    let t = this.text.get(v);
+    if (t === undefined) {
+      t = scalarText(v);
+      this.text.set(v, t);
+    }
+    return t;
+  }
+
+  private inline(v: unknown, indent: string): string {
+    if (Array.isArray(v)) return '[]';
+    if (isMap(v)) return '{}';
+    if (typeof v === 'string' && v.includes('\n')) return literalBlock(v, indent) ?? scalarText(v);
+    return this.scalar(v);
+  }
+
+  /** a non-empty map or list, on its own lines */
+  block(v: unknown, indent: string): void {
+    const out = this.out;
+    const inner = `${indent}  `;
+    if (Array.isArray(v)) {
+      for (const item of v) {
+        if (isBlock(item)) {
+          // the item's first line goes after "- "
+          const at = out.length;
+          this.block(item, inner);
+          out[at] = `${indent}- ${out[at]!.slice(inner.length)}`;
+        } else {
+          out.push(`${indent}- ${this.inline(item, inner)}`);
+        }
+      }
+      return;
+    }
+    const m = v as Record<string, unknown>;
+    for (const k of Object.keys(m)) {
+      const val = m[k];
+      if (isBlock(val)) {
+        out.push(`${indent}${this.scalar(k)}:`);
+        this.block(val, inner);
+      } else {
+        out.push(`${indent}${this.scalar(k)}: ${this.inline(val, inner)}`);
+      }
+    }
+  }
 }
 
 /** YAML text of a map (a document starting with ---). */
 export function emitYaml(data: Record<string, unknown>): string {
-  const out: string[] = ['---'];
   if (Object.keys(data).length === 0) return '--- {}\n';
-  emit(data, '', out);
-  return `${out.join('\n')}\n`;
+  const e = new Emitter();
+  e.out.push('---');
+  e.block(data, '');
+  return `${e.out.join('\n')}\n`;
 }
 
 // ---------------------------------------------------------------- reader

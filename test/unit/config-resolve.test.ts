@@ -274,6 +274,26 @@ describe('EXCLUDE and end_of_life', () => {
     expect(cap.logText()).toContain('3.23-aarch64-uefi-gcp skipped: gcp excludes uefi');
   });
 
+  it('EXCLUDE in Default is checked with the first dimension (an overlay can drop keys that way)', async () => {
+    const { images, stats } = await resolveTree({
+      'top.yaml': miniTop({
+        defaults: '  EXCLUDE: ["3.23", gcp]',
+        dims: [
+          '  version:',
+          '    "3.22": {}',
+          '    "3.23": {}',
+          '  arch:',
+          '    x86_64: {}',
+          '  cloud:',
+          '    aws: {}',
+          '    gcp: {}',
+        ].join('\n'),
+      }),
+    });
+    expect(Object.keys(images)).toEqual(['3.22-x86_64-aws']);
+    expect(stats.excluded).toBe(3);
+  });
+
   it('EXCLUDE entries add up: an empty EXCLUDE in a WHEN block cancels nothing (as in the original)', async () => {
     const { images } = await resolveTree({
       'top.yaml': miniTop({
