@@ -85,11 +85,14 @@ function literalBlock(s: string, indent: string): string | undefined {
 }
 
 function isMap(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
 }
 
 function isBlock(v: unknown): boolean {
-  return (Array.isArray(v) && v.length > 0) || (isMap(v) && Object.keys(v).length > 0);
+  if (Array.isArray(v)) return v.length > 0;
+  if (!isMap(v)) return false;
+  for (const k in v) if (v[k] !== undefined) return true;
+  return false;
 }
 
 /** One emitYaml call; remembers how each string is written (keys and values repeat across variants). */
@@ -98,6 +101,7 @@ class Emitter {
   readonly out: string[] = [];
 
   private scalar(v: unknown): string {
+    if (v instanceof Date) return scalarText(v.toISOString());
     if (typeof v !== 'string') return scalarText(v);
     let t = this.text.get(v);
     if (t === undefined) {
@@ -134,6 +138,8 @@ class Emitter {
     const m = v as Record<string, unknown>;
     for (const k of Object.keys(m)) {
       const val = m[k];
+      // like JSON and the YAML library: a key whose value is undefined is left out
+      if (val === undefined) continue;
       if (isBlock(val)) {
         out.push(`${indent}${this.scalar(k)}:`);
         this.block(val, inner);
@@ -146,7 +152,7 @@ class Emitter {
 
 /** YAML text of a map (a document starting with ---). */
 export function emitYaml(data: Record<string, unknown>): string {
-  if (Object.keys(data).length === 0) return '--- {}\n';
+  if (!isBlock(data)) return '--- {}\n';
   const e = new Emitter();
   e.out.push('---');
   e.block(data, '');

@@ -116,6 +116,16 @@ describe('work/images.yaml', () => {
     expect(isPlainSafe('3.24')).toBe(false);
   });
 
+  it('leaves out undefined values and writes dates as text, like the YAML library', () => {
+    const data = {
+      a: { x: undefined, y: 1, when: new Date('2026-01-02T03:04:05Z') },
+      b: { gone: undefined },
+    };
+    const text = emitYaml(data);
+    expect(readYamlFast(text)).toEqual({ a: { y: 1, when: '2026-01-02T03:04:05.000Z' }, b: {} });
+    expect(YAML.parse(text)).toEqual(readYamlFast(text));
+  });
+
   it('reads files in other block styles (PyYAML lists at the key’s indentation) and falls back to the YAML library for the rest', () => {
     const pyyaml =
       'a:\n  scripts:\n  - setup\n  - cleanup\n  qemu:\n    args:\n    - - -cpu\n      - max\n  flags: {}\n';
