@@ -231,10 +231,10 @@ export function normaliseVariant(cfg: PlainObject, ctx: NormaliseContext): Image
   );
 
   qemu.iso_url = ctx.isoUrl(cfg.arch as string);
-  // nothing in the result is shared with the config tree or other variants
+  // nothing in the result is shared with the config tree or other variants (packages and services are new)
   for (const k of Object.keys(cfg)) {
     const v = cfg[k];
-    if (v !== null && typeof v === 'object') cfg[k] = deepClone(v);
+    if (v !== null && typeof v === 'object' && k !== 'packages' && k !== 'services') cfg[k] = deepClone(v);
   }
   return cfg as unknown as ImageConfig;
 }

@@ -70,7 +70,8 @@ class YamlTreeLoader {
     if (cached) return cached;
     const text = readFileSync(file, 'utf8');
     const lc = new LineCounter();
-    const docs = parseAllDocuments(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+    // duplicate keys are found by mapValue (the library's own check compares every pair of keys)
+    const docs = parseAllDocuments(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: false });
     const list: Document.Parsed[] = [...docs];
     const errors = 'empty' in docs ? docs.errors : list.flatMap((d) => d.errors);
     const err = errors[0];
@@ -159,6 +160,16 @@ class YamlTreeLoader {
 
   private mapValue(map: YAMLMap, site: Site, path: readonly string[]): PlainObject {
     let out: PlainObject = {};
+    const seen = new Set<string>();
+    for (const pair of map.items) {
+      const key = this.keyString(site, pair.key);
+      if (seen.has(key)) {
+        throw new ConfigError(`YAML syntax error: Map keys must be unique ("${key}" is repeated)`, {
+          location: this.loc(site, pair.key as YamlNode),
+        });
+      }
+      seen.add(key);
+    }
     // includes and merge keys come first, wherever they are written
     for (const pair of map.items) {
       const key = this.keyString(site, pair.key);
