@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { access, constants, mkdir, rename, rm } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
+import { delimiter, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
 import pLimit from 'p-limit';
@@ -20,7 +20,7 @@ import {
   type Runner,
   writeChecksum,
 } from './convert.js';
-import { ensureUefiFirmware } from './firmware.js';
+import { ensureUefiFirmware, firmwarePath } from './firmware.js';
 import { fetchVerifiedIso, loadTrustedKeys, type TrustedKeys, type VerifiedIso } from './iso.js';
 import {
   assembleTemplateDir,
@@ -65,6 +65,13 @@ export interface LocalBuildTuning {
 
 /** Lines of Packer's debug log that must not reach build.log: VNC typing logs typed text one key at a time. */
 const SECRET_LINES = /Sending char '|Special code '|Sending (?:key|keys?) /;
+
+/** Packer's UI output (-timestamp-ui): "2026-01-02T03:04:05Z: ==> alpine.qemu.alpine: text". */
+const UI_LINE = /^\d{4}-\d\d-\d\dT[\d:]+Z: (?:==> |--> |\s+)?(?:[\w.-]+: )?(.*)$/;
+
+/** UI lines that say nothing about why a build failed. */
+const NOISE =
+  /^(Provisioning step had errors|Deleting output directory|Running the cleanup provisioner|Gracefully halting|Waiting for|Build '|Some builds didn't|Builds finished|Wait completed|==>\s*$)/;
 
 class VariantLog {
   readonly path: string;
@@ -143,6 +150,26 @@ function makeRunner(vlog: VariantLog): Runner {
       );
     }
   };
+}
+
+/**
+ * The UEFI firmware file for -bios: qemu.firmware when it names a file of its own, else (unset, or the work
+ * directory's uefi-<arch>.bin as the configs have it) the one provisioned in work/firmware.
+ */
+async function firmwareFor(image: Image, setting: string, workDir: string, sh: Shared): Promise<string> {
+  const provisioned = firmwarePath(workDir, image.config.arch);
+  const inWork =
+    !setting ||
+    resolve(workDir, setting) === provisioned ||
+    /(^|\/)work\/firmware\/uefi-[^/]+\.bin$/.test(setting);
+  if (inWork) return await sh.firmware(image);
+  const path = resolve(setting);
+  try {
+    await access(path, constants.R_OK);
+  } catch {
+    throw new UserError(`${image.config.config_key}: qemu.firmware ${setting} does not exist`);
+  }
+  return path;
 }
 
 function isoUrlOf(image: Image, cdnUrl: string): string {
@@ -309,14 +336,10 @@ async function buildOne(image: Image, ctx: LocalBuildContext, sh: Shared): Promi
     vlog.note(`builder ISO ${iso.path} (${iso.packerChecksum}, signed by ${iso.signedBy})`);
 
     let firmware: string | undefined;
-    if (c.firmware === 'uefi' || c.arch === 'aarch64') {
+    const fwSetting = typeof c.qemu?.firmware === 'string' ? c.qemu.firmware : '';
+    if (c.firmware === 'uefi' || c.arch === 'aarch64' || fwSetting) {
       set('firmware');
-      firmware =
-        typeof c.qemu?.firmware === 'string' &&
-        c.qemu.firmware &&
-        !/(^|\/)work\/firmware\//.test(c.qemu.firmware)
-          ? c.qemu.firmware
-          : await sh.firmware(image);
+      firmware = await firmwareFor(image, fwSetting, options.workDir, sh);
       vlog.note(`UEFI firmware ${firmware}`);
     }
 
@@ -416,7 +439,9 @@ async function runPacker(
     buffer: false,
     stdin: 'ignore',
   });
-  let lastUi = '';
+  // what to say when it fails: Packer's own error, and the last thing the VM or a script printed
+  let packerError = '';
+  const recent: string[] = [];
   if (child.all) {
     const rl = createInterface({ input: child.all, crlfDelay: Number.POSITIVE_INFINITY });
     for await (const line of rl) {
@@ -424,13 +449,26 @@ async function runPacker(
       vlog.raw(line);
       const st = stateFromPackerLine(line);
       if (st) set(st.state, st.detail);
-      if (!/\[(DEBUG|INFO|TRACE|ERROR|WARN)\]/.test(line) && line.trim()) lastUi = line.trim();
+      const ui = UI_LINE.exec(line);
+      if (ui?.[1]) {
+        const text = ui[1].trim();
+        const err = /errored after [^:]*: (.*)$/.exec(text);
+        if (err?.[1]) packerError = err[1];
+        else if (text && !NOISE.test(text)) {
+          recent.push(text);
+          if (recent.length > 3) recent.shift();
+        }
+      }
       if (options.debug) log.debug({ variant: key }, line);
     }
   }
   const r = await child;
   if (r.exitCode !== 0) {
-    const why = lastUi ? `: ${lastUi.replace(/^\S+Z:\s*/, '').slice(0, 300)}` : '';
-    throw new UserError(`packer build failed (exit ${r.exitCode})${why}`);
+    const detail = [packerError, recent.length ? `last output: ${recent.join(' | ')}` : '']
+      .filter(Boolean)
+      .join('; ');
+    throw new UserError(
+      `packer build failed (exit ${r.exitCode})${detail ? `: ${detail.slice(0, 600)}` : ''}`,
+    );
   }
 }

@@ -1,6 +1,6 @@
 // Everything that depends on the installed Packer's version is decided here, in one place:
 //   - Packer >= 1.7 understands `packer { required_plugins }` and `packer init`; current Packer (>= 1.10) no
-//     longer bundles the qemu builder, so the plugin is installed with `packer init` into work/packer_plugins.
+//     longer bundles the qemu builder, so the plugin is installed with `packer init` into work/packer_plugin.
 //   - Packer 1.6.6 (Debian 12) has the qemu builder built in, has no `init`, and rejects required_plugins,
 //     so packer/plugins.pkr.hcl is left out of its build directory.
 // Neither version gets the qemu `firmware` argument (1.6.6 rejects it): UEFI firmware goes in qemuargs as -bios.
@@ -56,7 +56,7 @@ export function packerEnv(workDir: string, extra: Record<string, string> = {}): 
     TZ: 'UTC',
     CHECKPOINT_DISABLE: '1',
     PACKER_CACHE_DIR: join(workDir, 'packer_cache'),
-    PACKER_PLUGIN_PATH: join(workDir, 'packer_plugins'),
+    PACKER_PLUGIN_PATH: join(workDir, 'packer_plugin'),
     ...extra,
   };
 }

@@ -134,12 +134,18 @@ export function packerVariant(inp: VariantInputs): PackerVariant {
     args.push(['-bios', inp.firmware]);
   }
   if (!hasFlag(args, '-serial')) args.push(['-serial', `file:${inp.serialLog}`]);
+  // entropy for the builder: sshd and key generation do not stall waiting for the kernel's RNG under TCG
+  if (!args.some((a) => a[0] === '-device' && a[1]?.startsWith('virtio-rng'))) {
+    args.push(['-device', 'virtio-rng-pci']);
+  }
+  // Packer drops its own -device arguments (except the NIC) once qemuargs has any, so a virtio-scsi CD-ROM
+  // needs its controller and device here; otherwise the CD-ROM stays on the machine's default interface
+  // (IDE on pc/q35, a read-only virtio disk on virt, which UEFI boots as well)
   const cdrom =
-    typeof c.qemu?.cdrom_interface === 'string'
-      ? c.qemu.cdrom_interface
-      : machine?.startsWith('virt')
-        ? 'virtio-scsi'
-        : null;
+    typeof c.qemu?.cdrom_interface === 'string' && c.qemu.cdrom_interface ? c.qemu.cdrom_interface : null;
+  if (cdrom === 'virtio-scsi') {
+    args.push(['-device', 'virtio-scsi-pci,id=scsi0'], ['-device', 'scsi-cd,bus=scsi0.0,drive=cdrom0']);
+  }
   const scripts = asList(c.scripts, 'scripts', k);
   const dirs = asList(c.script_dirs, 'script_dirs', k);
   if (scripts.length === 0) throw new UserError(`${k}: no setup scripts (scripts is empty)`);
