@@ -146,7 +146,7 @@ describe('overlays/', () => {
     for (const w of work) await removeTree(w);
   });
   async function withOverlays(custom: string[]): Promise<ImagesFile> {
-    const workDir = await mkdtemp(join(tmpdir(), 'cib-overlay-'));
+    const workDir = await mkdtemp(join(tmpdir(), 'cib-config-overlays-'));
     work.push(workDir);
     const { log } = captureLog('warn');
     const staged = await stageWorkDir({ rootDir: ROOT, workDir, custom, clean: false, log });
