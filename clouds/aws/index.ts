@@ -1,15 +1,25 @@
 /** The AWS plugin: import (VHD -> snapshot -> AMI), publish (copy to regions), delete, list. */
 import type { Image } from '../../src/state/image.js';
 import type { CloudAction, CloudContext, CloudPlugin } from '../types.js';
-import { importAws } from './import.js';
-import { deleteAws, deleteCloudImageAws, latestAws, listAws } from './manage.js';
-import { publishAws } from './publish.js';
-import { type AwsSession, openSession } from './session.js';
+import type { AwsSession } from './session.js';
 
-async function withSession<T>(ctx: CloudContext, fn: (s: AwsSession) => Promise<T>): Promise<T> {
-  const { session, release } = openSession(ctx);
+/** The implementation (and the AWS SDK it pulls in) loads on first use, so runs without AWS work start fast. */
+async function impl() {
+  const [imp, manage, publish, session] = await Promise.all([
+    import('./import.js'),
+    import('./manage.js'),
+    import('./publish.js'),
+    import('./session.js'),
+  ]);
+  return { ...imp, ...manage, ...publish, ...session };
+}
+type Impl = Awaited<ReturnType<typeof impl>>;
+
+async function withSession<T>(ctx: CloudContext, fn: (s: AwsSession, m: Impl) => Promise<T>): Promise<T> {
+  const m = await impl();
+  const { session, release } = m.openSession(ctx);
   try {
-    return await fn(session);
+    return await fn(session, m);
   } finally {
     release();
   }
@@ -28,13 +38,13 @@ export function createAwsPlugin(): CloudPlugin {
   const plugin: CloudPlugin = {
     name: 'aws',
     actions: new Set<CloudAction>(['import', 'publish', 'delete', 'list']),
-    latestImported: (image, ctx) => withSession(ctx, (s) => latestAws(image, ctx, s)),
-    importImage: (image, ctx) => withSession(ctx, (s) => importAws(image, ctx, s)),
+    latestImported: (image, ctx) => withSession(ctx, (s, m) => m.latestAws(image, ctx, s)),
+    importImage: (image, ctx) => withSession(ctx, (s, m) => m.importAws(image, ctx, s)),
     publishImage: (image, ctx) =>
-      withSession(ctx, (s) => publishAws(image, ctx, s, (img, c) => importAws(img, c, s))),
-    deleteImage: (image, importId, ctx) => withSession(ctx, (s) => deleteAws(image, importId, ctx, s)),
-    listImages: (filter, ctx) => withSession(ctx, (s) => listAws(filter, ctx, s)),
-    deleteCloudImage: (img, ctx) => withSession(ctx, (s) => deleteCloudImageAws(img, ctx, s)),
+      withSession(ctx, (s, m) => m.publishAws(image, ctx, s, (img, c) => m.importAws(img, c, s))),
+    deleteImage: (image, importId, ctx) => withSession(ctx, (s, m) => m.deleteAws(image, importId, ctx, s)),
+    listImages: (filter, ctx) => withSession(ctx, (s, m) => m.listAws(filter, ctx, s)),
+    deleteCloudImage: (img, ctx) => withSession(ctx, (s, m) => m.deleteCloudImageAws(img, ctx, s)),
     regionUrl: (image: Image, region: string, imageId: string) =>
       fill(typeof image.config.cloud_region_url === 'string' ? image.config.cloud_region_url : REGION_URL, {
         region,

@@ -4,7 +4,7 @@ import type { Image } from '../state/image.js';
 import { type CatalogContext, generateCatalog } from './catalog.js';
 import { type PruneContext, type PruneItem, prune as runPrune } from './prune.js';
 import { release } from './release.js';
-import { type SignResult, sign } from './sign.js';
+import type { SignResult } from './sign.js';
 
 export type { Catalog, CatalogContext, CatalogEntry, CatalogResult } from './catalog.js';
 export { CATALOG_FILE, generateCatalog, SITE_FILE } from './catalog.js';
@@ -12,13 +12,19 @@ export type { PruneContext, PruneItem, PruneReason } from './prune.js';
 export { formatPruneReport, planPrune } from './prune.js';
 export { releaseValues } from './release.js';
 export type { SignResult } from './sign.js';
-export { signingConfigured } from './sign.js';
+
+/** Whether the image has signing_cmd or signing_key configured. */
+export function signingConfigured(image: Image): boolean {
+  return image.signingConfigured;
+}
 
 /** Sign image.uploadPath with signing_cmd or signing_key; verify the signature right after. */
 export async function signImage(
   image: Image,
   ctx: { log: Logger; env: NodeJS.ProcessEnv },
 ): Promise<SignResult> {
+  // openpgp loads only when something is signed
+  const { sign } = await import('./sign.js');
   return sign(image, ctx);
 }
 

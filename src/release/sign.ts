@@ -34,11 +34,6 @@ function str(v: unknown): string | undefined {
   return typeof v === 'string' && v.trim() !== '' ? v : undefined;
 }
 
-/** Whether the image's config asks for signing (signing_cmd or signing_key). */
-export function signingConfigured(image: Image): boolean {
-  return Boolean(str(image.config.signing_cmd) || str(image.config.signing_key));
-}
-
 /** A path from a config value: `~/` is the home directory, relative paths are taken from the working directory. */
 export function configPath(p: string): string {
   if (p === '~' || p.startsWith('~/')) return resolve(homedir(), p.slice(2));

@@ -130,6 +130,12 @@ export class Image {
     return `${this.nameFor('*')}.yaml`;
   }
 
+  /** signing_cmd or signing_key is set */
+  get signingConfigured(): boolean {
+    const set = (v: unknown) => typeof v === 'string' && v.trim() !== '';
+    return set(this.config.signing_cmd) || set(this.config.signing_key);
+  }
+
   get storageUrl(): string | undefined {
     return this.config.storage_url;
   }

@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import pLimit from 'p-limit';
+import { formatPublishSummary } from '../../clouds/index.js';
 import type { RegionFailure } from '../../clouds/types.js';
-import { buildLocal } from '../build/index.js';
 import { releaseImage, signImage } from '../release/index.js';
 import type { Image } from '../state/image.js';
 import type { UndoAction } from '../state/plan.js';
@@ -61,6 +61,8 @@ async function forEachImage(
 }
 
 async function stepLocal(images: readonly Image[], ctx: RunContext): Promise<StepFailure[]> {
+  // Packer/QEMU tooling loads only when something is built
+  const { buildLocal } = await import('../build/index.js');
   const results = await buildLocal(images, { log: ctx.log, options: ctx.options });
   const byKey = new Map(results.map((r) => [r.configKey, r]));
   const failures: StepFailure[] = [];
@@ -157,7 +159,13 @@ export async function runStep(
         const plugin = ctx.cloud(image.config.cloud);
         if (!plugin.publishImage) throw new UserError(`cloud ${plugin.name} cannot publish images`);
         const r = await plugin.publishImage(image, ctx.cloudContext);
+        if (r.reimported) {
+          // the source image was gone and publish imported it again
+          const { imported, import_id, import_region } = r.reimported;
+          Object.assign(image.config, { imported, import_id, import_region });
+        }
         image.config.artifacts = { ...(image.config.artifacts ?? {}), ...r.artifacts };
+        ctx.log.info({ image: image.imageName }, `\n${formatPublishSummary(image.imageName, r)}`);
         if (r.failures.length > 0) {
           regionFailures.push({ image: image.imageName, failures: r.failures });
         } else {

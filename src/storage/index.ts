@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { FileStorage } from './file.js';
-import { S3Clients, S3Storage } from './s3.js';
-import { SshConnections, SshStorage } from './ssh.js';
+import type { S3Clients } from './s3.js';
+import type { SshConnections } from './ssh.js';
 import type { Storage, StoragePool } from './types.js';
 import { displayUrl, parseStorageUrl } from './url.js';
 
@@ -25,8 +25,25 @@ export interface StoragePoolOptions {
  */
 export function createStoragePool(opts: StoragePoolOptions): StoragePool {
   const { log, env } = opts;
-  const ssh = new SshConnections({ log, env });
-  const s3 = new S3Clients(opts.s3PartSize === undefined ? { env } : { env, partSize: opts.s3PartSize });
+  // the ssh and s3 backends (ssh2, the AWS SDK) load on first use: runs on file:// storage never pay for them
+  let ssh: { mod: typeof import('./ssh.js'); conns: SshConnections } | undefined;
+  let s3: { mod: typeof import('./s3.js'); clients: S3Clients } | undefined;
+  let sshLoading: Promise<NonNullable<typeof ssh>> | undefined;
+  let s3Loading: Promise<NonNullable<typeof s3>> | undefined;
+  const loadSsh = () =>
+    (sshLoading ??= import('./ssh.js').then(
+      (mod) => (ssh = { mod, conns: new mod.SshConnections({ log, env }) }),
+    ));
+  const loadS3 = () =>
+    (s3Loading ??= import('./s3.js').then(
+      (mod) =>
+        (s3 = {
+          mod,
+          clients: new mod.S3Clients(
+            opts.s3PartSize === undefined ? { env } : { env, partSize: opts.s3PartSize },
+          ),
+        }),
+    ));
   const cache = new Map<string, Storage>();
   let closed = false;
 
@@ -41,19 +58,39 @@ export function createStoragePool(opts: StoragePoolOptions): StoragePool {
       const shown = displayUrl(url);
       let storage: Storage;
       if (loc.kind === 'file') storage = new FileStorage(shown, loc.dir, log);
-      else if (loc.kind === 'ssh') storage = new SshStorage(shown, loc, ssh, log);
-      else storage = new S3Storage(shown, loc, s3, log);
+      else if (loc.kind === 'ssh') {
+        storage = lazyStorage(shown, () =>
+          loadSsh().then((b) => new b.mod.SshStorage(shown, loc, b.conns, log)),
+        );
+      } else {
+        storage = lazyStorage(shown, () =>
+          loadS3().then((b) => new b.mod.S3Storage(shown, loc, b.clients, log)),
+        );
+      }
       cache.set(cacheKey, storage);
       return storage;
     },
     stats() {
-      return { sshConnections: ssh.connectionsOpened };
+      return { sshConnections: ssh?.conns.connectionsOpened ?? 0 };
     },
     async close(): Promise<void> {
       if (closed) return;
       closed = true;
-      await ssh.close();
-      s3.close();
+      await (sshLoading ? (await sshLoading).conns.close() : undefined);
+      if (s3Loading) (await s3Loading).clients.close();
     },
+  };
+}
+
+/** A Storage whose backend is created on its first call. */
+function lazyStorage(url: string, create: () => Promise<Storage>): Storage {
+  let backend: Promise<Storage> | undefined;
+  const b = () => (backend ??= create());
+  return {
+    url,
+    store: async (localDir, files, o) => (await b()).store(localDir, files, o),
+    retrieve: async (localDir, files, o) => (await b()).retrieve(localDir, files, o),
+    list: async (pattern) => (await b()).list(pattern),
+    remove: async (files) => (await b()).remove(files),
   };
 }
