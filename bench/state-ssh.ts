@@ -30,6 +30,7 @@ try {
     arches: ['x86_64', 'aarch64'],
     bootstraps: ['tiny', 'cloudinit', 'b3', 'b4', 'b5'],
     clouds: ['aws', 'nocloud', 'azure', 'gcp', 'oci'],
+    parent: root,
   });
   const args = ['--work-dir', work, '--custom', overlay, '--releases-url', RELEASES_URL];
   const cfg = await runBuild(['configs', ...args]);

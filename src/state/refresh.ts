@@ -55,10 +55,11 @@ function newer(a: ImageMetadata | undefined, b: ImageMetadata | undefined): bool
 export async function loadLatestMetadata(
   image: Image,
   pool: StoragePool,
+  listDir: (url: string) => Promise<string[]> = (url) => pool.get(url).list(),
 ): Promise<{ source: MetadataSource; unsynced: boolean }> {
   clearState(image);
   const storage = image.storageUrl ? pool.get(image.storageUrl) : undefined;
-  const remoteFiles = storage ? await storage.list(image.metadataGlob) : [];
+  const remoteFiles = image.storageUrl ? await listDir(image.storageUrl) : [];
   const remote = remoteFiles
     .map((f) => revisionFromName(image, f))
     .filter((r): r is number => r !== undefined);
@@ -108,13 +109,21 @@ export async function loadLatestMetadata(
 
 /** The state step: load every selected variant's latest metadata and plan its actions (parallel, bounded). */
 export async function refreshState(images: readonly Image[], ctx: StateContext): Promise<ImageState[]> {
-  const limit = pLimit(Math.max(ctx.parallel, 8));
+  // metadata look-ups are small and network-bound: more of them in flight than builds
+  const limit = pLimit(Math.max(ctx.parallel, 32));
+  // variants share storage directories (version/cloud/arch): list each directory once
+  const listings = new Map<string, Promise<string[]>>();
+  const listDir = (url: string) => {
+    let l = listings.get(url);
+    if (!l) listings.set(url, (l = ctx.pool.get(url).list()));
+    return l;
+  };
   return Promise.all(
     images.map((image) =>
       limit(async () => {
         let loaded: { source: MetadataSource; unsynced: boolean };
         try {
-          loaded = await loadLatestMetadata(image, ctx.pool);
+          loaded = await loadLatestMetadata(image, ctx.pool, listDir);
         } catch (err) {
           throw err instanceof UserError
             ? err
@@ -134,7 +143,7 @@ export async function refreshState(images: readonly Image[], ctx: StateContext):
           disable: ctx.disable,
           revise: ctx.revise,
           cloudActions: ctx.cloudActions(c.cloud),
-          canSign: Boolean(c.signing_cmd || c.signing_key),
+          canSign: image.signingConfigured,
         });
         c.actions = plan.actions;
         c.undo = plan.undo;

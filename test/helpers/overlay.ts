@@ -20,6 +20,8 @@ export interface OverlayOptions {
   defaults?: Record<string, unknown>;
   /** per-cloud settings */
   cloudSettings?: Record<string, Record<string, unknown>>;
+  /** where to create the overlay directory (default: the system temp dir; the caller removes it) */
+  parent?: string;
 }
 
 /**
@@ -27,7 +29,7 @@ export interface OverlayOptions {
  * (version × arch × uefi × tiny × vm × clouds), stored at `storageUrl`.
  */
 export async function makeOverlay(opts: OverlayOptions): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'cib-overlay-'));
+  const dir = await mkdtemp(join(opts.parent ?? tmpdir(), 'cib-overlay-'));
   const configs = join(dir, 'configs');
   await mkdir(configs, { recursive: true });
   const dim = (keys: string[], f: (k: string) => Record<string, unknown>) =>

@@ -18,9 +18,10 @@ function sha512(data: Buffer | string): string {
   return createHash('sha512').update(data).digest('hex');
 }
 
+/** a work directory with its own overlay; the overlay lives under `root` so it goes with it */
 async function setup(root: string, name: string, storageUrl: string) {
   const work = join(root, name);
-  const overlay = await makeOverlay({ storageUrl });
+  const overlay = await makeOverlay({ storageUrl, parent: root });
   const args = ['--work-dir', work, '--custom', overlay, '--releases-url', RELEASES_URL];
   const r = await runBuild(['configs', ...args]);
   expect(r.code, r.stderr).toBe(0);
