@@ -42,13 +42,13 @@ async function expectCompleteCopy(image: Image, dir: string): Promise<void> {
 
 describe('state and upload through the real CLI (file:// storage)', () => {
   let root: string;
-  let storage: string;
-  let overlay: string;
+  const overlays = new Map<string, string>();
+  /** arguments for one work directory; each test has its own storage, through its own overlay */
   const cfg = (work: string, ...extra: string[]) => [
     '--work-dir',
     work,
     '--custom',
-    overlay,
+    overlays.get(work)!,
     '--releases-url',
     RELEASES_URL,
     ...extra,
@@ -56,18 +56,20 @@ describe('state and upload through the real CLI (file:// storage)', () => {
 
   beforeAll(async () => {
     root = await mkdtemp(join(tmpdir(), 'cib-state-'));
-    storage = join(root, 'storage');
-    overlay = await makeOverlay({ storageUrl: `file://${storage}/{v_version}/{cloud}/{arch}` });
   });
   afterAll(async () => {
     await rm(root, { recursive: true, force: true });
-    await rm(overlay, { recursive: true, force: true });
+    for (const o of new Set(overlays.values())) await rm(o, { recursive: true, force: true });
   });
 
   async function prepared(
     name: string,
   ): Promise<{ work: string; config: ImageConfig; image: Image; dir: string }> {
     const work = join(root, name);
+    const storage = join(root, `${name}-storage`);
+    const overlay = await makeOverlay({ storageUrl: `file://${storage}/{v_version}/{cloud}/{arch}` });
+    overlays.set(work, overlay);
+    overlays.set(`${work}-other`, overlay);
     const r = await runBuild(['configs', ...cfg(work)]);
     expect(r.code, r.stderr).toBe(0);
     const config = Object.values(await readImages(work))[0]!;
@@ -103,7 +105,7 @@ describe('state and upload through the real CLI (file:// storage)', () => {
     expect(again.stdout).toContain('nothing to do');
 
     // another machine: same configs and storage, empty work directory
-    const other = join(root, 'plain-other');
+    const other = `${work}-other`;
     const st2 = await runBuild(['state', ...cfg(other)]);
     expect(st2.code, st2.stderr).toBe(0);
     expect(st2.stdout).toMatch(new RegExp(`${image.imageName}\\s+release\\s+upload`));
