@@ -98,6 +98,7 @@ export async function listAws(
   session: AwsSession,
 ): Promise<CloudImage[]> {
   const regions = await session.enabledRegions();
+  const failed: string[] = [];
   const limit = pLimit(8);
   const perRegion = await Promise.all(
     regions.map((region) =>
@@ -133,12 +134,14 @@ export async function listAws(
           }
           return out;
         } catch (err) {
-          ctx.log.warn({ region }, `cannot list images in ${region}: ${errorMessage(err)}`);
+          failed.push(`${region}: ${errorMessage(err)}`);
           return [];
         }
       }),
     ),
   );
+  // a region that could not be listed must not look like a region with nothing in it (prune decides on this)
+  if (failed.length > 0) throw new UserError(`cannot list images in ${failed.sort().join('; ')}`);
   return perRegion.flat();
 }
 

@@ -41,6 +41,8 @@ export async function run(options: BuildOptions, log: Logger, deps: RunDeps = {}
       useBroker: options.useBroker,
       env: process.env,
       workDir: options.workDir,
+      // SDK clients and broker credentials shared by every image of this run
+      cache: new Map(),
     };
     const ctx: RunContext = { options, log, pool, cloud: getCloud, cloudContext, now };
     try {
