@@ -2,7 +2,9 @@
  * The `project` config value tags every cloud image and is how imports are found again. The shipped configs carry
  * a placeholder that must be replaced before importing anything into a real account.
  */
-export const PLACEHOLDER_PROJECT = 'CHANGE-ME-cloud-images-project';
+import { PROJECT_PLACEHOLDER } from '../src/config/project.js';
+
+export const PLACEHOLDER_PROJECT = PROJECT_PLACEHOLDER;
 
 /** Empty, the shipped placeholder, or anything else that looks like one ("CHANGE-ME…", "my-…"). */
 export function isPlaceholderProject(project: string | undefined | null): boolean {

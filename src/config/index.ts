@@ -9,16 +9,10 @@ import type { ImagesFile } from './types.js';
 import { stageWorkDir } from './workdir.js';
 
 export { ConfigError } from './errors.js';
+export { PROJECT_PLACEHOLDER } from './project.js';
 export { dimensionKeys, selectVariants } from './select.js';
 export type { ImageConfig, ImagesFile } from './types.js';
 export { cleanWorkDir, WORK_KEEP } from './workdir.js';
-
-/** The `project` of the default configs: set your own (the import step warns while it is still this). */
-export const PROJECT_PLACEHOLDER = 'CHANGE-ME-cloud-images-project';
-
-export function isPlaceholderProject(project: unknown): boolean {
-  return project === PROJECT_PLACEHOLDER;
-}
 
 export interface ConfigContext {
   readonly rootDir: string;
