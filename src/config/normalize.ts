@@ -73,6 +73,7 @@ const SETTINGS: readonly (readonly [string, Check, string, boolean?])[] = [
   ['signing_cmd', isStringOrNull, 'a string or null'],
   ['signing_key', isStringOrNull, 'a string or null'],
   ['signing_passphrase_env', isStringOrNull, 'a string or null'],
+  ['signing_pubkey', isStringOrNull, 'a string or null'],
   ['release_cmd', isStringOrNull, 'a string or null'],
   ['catalog_dir', isStringOrNull, 'a string or null'],
   ['end_of_life', isStringOrNull, 'a date (YYYY-MM-DD)'],

@@ -39,6 +39,8 @@ export interface ImageConfig {
   signing_cmd?: string | null;
   signing_key?: string | null;
   signing_passphrase_env?: string | null;
+  /** armored public key that verifies what signing_cmd produces */
+  signing_pubkey?: string | null;
   release_cmd?: string | null;
   catalog_dir?: string | null;
   access?: Record<string, boolean | null>;
