@@ -34,8 +34,11 @@ export async function loadTrustedKeys(dirs: readonly string[]): Promise<TrustedK
       const path = join(dir, name);
       const data = await readFile(path);
       let read: openpgp.Key[];
+      const text = data.toString('utf8');
+      if (text.includes('PRIVATE KEY BLOCK')) {
+        throw new UserError(`${path}: holds a private key; only public keys belong in keys/`);
+      }
       try {
-        const text = data.toString('utf8');
         read = text.includes('-----BEGIN PGP PUBLIC KEY BLOCK-----')
           ? await openpgp.readKeys({ armoredKeys: text })
           : await openpgp.readKeys({ binaryKeys: new Uint8Array(data) });
