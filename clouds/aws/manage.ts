@@ -94,7 +94,7 @@ export async function latestAws(
 /** Every AMI tagged with `project` in every enabled region, plus snapshots no AMI uses any more. */
 export async function listAws(
   filter: { project: string },
-  ctx: CloudContext,
+  _ctx: CloudContext,
   session: AwsSession,
 ): Promise<CloudImage[]> {
   const regions = await session.enabledRegions();

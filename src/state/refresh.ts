@@ -115,7 +115,10 @@ export async function refreshState(images: readonly Image[], ctx: StateContext):
   const listings = new Map<string, Promise<string[]>>();
   const listDir = (url: string) => {
     let l = listings.get(url);
-    if (!l) listings.set(url, (l = ctx.pool.get(url).list()));
+    if (!l) {
+      l = ctx.pool.get(url).list();
+      listings.set(url, l);
+    }
     return l;
   };
   return Promise.all(

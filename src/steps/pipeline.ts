@@ -76,10 +76,9 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
       now: ctx.now(),
       log,
     });
-    if (items.length === 0) out('nothing to prune');
-    for (const i of items)
-      out(`${i.removed ? 'removed' : 'would remove'}  ${i.where}  ${i.what}  (${i.reason})`);
-    return 0;
+    out(items.length === 0 ? 'nothing to prune' : formatPruneReport(items, options.really));
+    // an item that could not be removed fails the run
+    return items.some((i) => i.error) ? 1 : 0;
   }
 
   const target = options.command;
