@@ -13,7 +13,8 @@ import { execa } from 'execa';
 export type Accelerator = 'kvm' | 'tcg';
 
 export interface AccelChoice {
-  accelerator: Accelerator;
+  /** what QEMU gets as accel= (the probe chooses kvm or tcg; a --vars file may name any QEMU accelerator) */
+  accelerator: string;
   /** why it was chosen, for the log */
   reason: string;
   /** probe wall time in ms, when a probe ran */

@@ -240,7 +240,7 @@ export async function buildLocal(
       accelOnce(arch, async () => {
         if (forcedAccel) {
           const c: AccelChoice = {
-            accelerator: forcedAccel.value as 'kvm',
+            accelerator: forcedAccel.value,
             reason: `set in --vars ${forcedAccel.file}`,
           };
           log.info(`accelerator for ${arch} builds: ${c.accelerator} (${c.reason})`);
