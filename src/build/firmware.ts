@@ -1,14 +1,15 @@
 // UEFI firmware for the builder VMs: work/firmware/uefi-<arch>.bin, copied from the host when a firmware
 // package is installed (Debian ovmf / qemu-efi-aarch64, Alpine ovmf / aavmf, Fedora/Arch edk2), otherwise
-// extracted from Alpine's community repository (ovmf / aavmf APK). aarch64 firmware can be padded to
-// 64 MiB (--pad-uefi-bin-arch aarch64), the size QEMU wants for a pflash drive.
-import { copyFile, mkdir, mkdtemp, readFile, rename, rm, stat, truncate } from 'node:fs/promises';
+// extracted from Alpine's community repository (ovmf / aavmf APK, verified like apk does: signed index,
+// package checksums). aarch64 firmware can be padded to 64 MiB (--pad-uefi-bin-arch aarch64), the size QEMU
+// wants for a pflash drive.
+import { copyFile, mkdir, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import type { Logger } from 'pino';
 import { UserError } from '../util/errors.js';
 import { exists } from '../util/fs.js';
-import { downloadFile } from './download.js';
+import { type ApkKeys, indexEntry, verifyApk, verifyApkIndex } from './apk.js';
+import { fetchBytes } from './download.js';
 
 export const PAD_SIZE = 64 * 1024 * 1024;
 
@@ -44,6 +45,8 @@ export interface FirmwareContext {
   /** pad to 64 MiB */
   pad: boolean;
   log: Logger;
+  /** trusted apk repository keys (keys/apk), for firmware from Alpine's repository */
+  apkKeys?: ApkKeys;
   /** override the host search list (tests) */
   hostCandidates?: readonly string[];
 }
@@ -54,50 +57,25 @@ export function firmwarePath(workDir: string, arch: string): string {
 
 /** Find `P:<name>` in an APKINDEX and return its version (`V:`). */
 export function apkVersion(apkindex: string, name: string): string | undefined {
-  for (const block of apkindex.split(/\n\s*\n/)) {
-    let p: string | undefined;
-    let v: string | undefined;
-    for (const line of block.split('\n')) {
-      if (line.startsWith('P:')) p = line.slice(2).trim();
-      else if (line.startsWith('V:')) v = line.slice(2).trim();
-    }
-    if (p === name && v) return v;
-  }
-  return undefined;
-}
-
-async function untar(archive: string, dest: string, members: string[]): Promise<void> {
-  // APKs and APKINDEX.tar.gz are concatenated gzip streams of tar segments: GNU tar reads them as one
-  const r = await execa('tar', ['-xzf', archive, '-C', dest, '--warning=no-unknown-keyword', ...members], {
-    reject: false,
-    all: true,
-  });
-  if (r.exitCode !== 0) {
-    throw new UserError(`cannot extract ${members.join(' ')} from ${archive}: ${String(r.all ?? '').trim()}`);
-  }
+  return indexEntry(apkindex, name)?.version;
 }
 
 async function extractFromAlpine(arch: string, dest: string, ctx: FirmwareContext): Promise<string> {
   const pkg = ALPINE_FIRMWARE[arch];
   if (!pkg) throw new UserError(`no UEFI firmware known for arch ${arch}`);
+  const keys = ctx.apkKeys ?? { keys: new Map(), dirs: [] };
   const repo = `${ctx.cdnUrl}/${ctx.vVersion}/community/${arch}`;
-  const tmp = await mkdtemp(join(ctx.workDir, 'firmware', '.extract-'));
-  try {
-    const index = join(tmp, 'APKINDEX.tar.gz');
-    await downloadFile(`${repo}/APKINDEX.tar.gz`, index);
-    await untar(index, tmp, ['APKINDEX']);
-    const version = apkVersion(await readFile(join(tmp, 'APKINDEX'), 'utf8'), pkg.apk);
-    if (!version) throw new UserError(`${repo}/APKINDEX.tar.gz has no ${pkg.apk} package`);
-    const apkUrl = `${repo}/${pkg.apk}-${version}.apk`;
-    const apk = join(tmp, `${pkg.apk}-${version}.apk`);
-    ctx.log.info({ url: apkUrl }, `extracting UEFI firmware for ${arch} from Alpine's ${pkg.apk} package`);
-    await downloadFile(apkUrl, apk);
-    await untar(apk, tmp, [pkg.file]);
-    await rename(join(tmp, pkg.file), dest);
-    return apkUrl;
-  } finally {
-    await rm(tmp, { recursive: true, force: true });
-  }
+  const indexUrl = `${repo}/APKINDEX.tar.gz`;
+  const index = verifyApkIndex(await fetchBytes(indexUrl), keys, indexUrl);
+  const entry = indexEntry(index, pkg.apk);
+  if (!entry) throw new UserError(`${indexUrl} has no ${pkg.apk} package`);
+  const apkUrl = `${repo}/${pkg.apk}-${entry.version}.apk`;
+  ctx.log.info({ url: apkUrl }, `extracting UEFI firmware for ${arch} from Alpine's ${pkg.apk} package`);
+  const files = verifyApk(await fetchBytes(apkUrl), entry, apkUrl);
+  const file = files.find((f) => f.name === pkg.file);
+  if (!file) throw new UserError(`${apkUrl} has no ${pkg.file}`);
+  await writeFile(dest, file.data);
+  return apkUrl;
 }
 
 /**
@@ -122,7 +100,13 @@ export async function ensureUefiFirmware(arch: string, ctx: FirmwareContext): Pr
       await rename(tmp, dest);
       ctx.log.info({ firmware: dest, from: source }, `UEFI firmware for ${arch}: host file ${source}`);
     } else {
-      const from = await extractFromAlpine(arch, tmp, ctx);
+      let from: string;
+      try {
+        from = await extractFromAlpine(arch, tmp, ctx);
+      } catch (err) {
+        await rm(tmp, { force: true });
+        throw err;
+      }
       await rename(tmp, dest);
       ctx.log.info({ firmware: dest, from }, `UEFI firmware for ${arch}: extracted from ${from}`);
     }

@@ -12,6 +12,7 @@ import type { Image } from '../state/image.js';
 import { errorMessage, UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { type AccelChoice, probeAccelerator } from './accel.js';
+import { loadApkKeys } from './apk.js';
 import {
   type ConvertTarget,
   checkOutputSettings,
@@ -204,6 +205,7 @@ export async function buildLocal(
   await initPlugins(packer, templateDir, workDir, log);
   const keyDirs = [join(options.rootDir, 'keys'), ...options.custom.map((d) => join(d, 'keys'))];
   const trusted = await loadTrustedKeys(keyDirs);
+  const apkKeys = await loadApkKeys(keyDirs.map((d) => join(d, 'apk')));
   log.debug({ keys: trusted.files }, `${trusted.keys.length} trusted release signing key(s)`);
   const forcedAccel = await acceleratorFromVarFiles(options.vars);
   const cpusAuto = defaultCpus(options.parallel);
@@ -234,6 +236,7 @@ export async function buildLocal(
           vVersion: image.vVersion,
           pad: options.padUefiBinArch.includes(image.config.arch),
           log,
+          apkKeys,
         }),
       ),
     accelerator: (arch) =>
