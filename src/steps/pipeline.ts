@@ -76,7 +76,7 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
       now: ctx.now(),
       log,
     });
-    out(items.length === 0 ? 'nothing to prune' : formatPruneReport(items, options.really));
+    out(formatPruneReport(items, options.really).trimEnd());
     // an item that could not be removed fails the run
     return items.some((i) => i.error) ? 1 : 0;
   }

@@ -157,8 +157,9 @@ describe('release through the CLI', () => {
     const before = await treeFiles(storage);
     const dry = await runBuild(['prune', ...args()]);
     expect(dry.code, dry.stderr).toBe(0);
-    const lines = dry.stdout.split('\n').filter((l) => l.includes('storage'));
+    const lines = dry.stdout.split('\n').filter((l) => l.startsWith('storage\t'));
     expect(lines).toHaveLength(2);
+    expect(dry.stdout).toMatch(/^total: .*\(dry run: use --really to remove\)$/m);
     expect(dry.stdout).toContain(`${image.imageName}.* (5 files)`);
     expect(dry.stdout).toMatch(/old-revision/);
     expect(dry.stdout).toMatch(/unreleased/);
