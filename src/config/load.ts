@@ -1,7 +1,8 @@
 // Finding and loading the top-level config: work/configs/images.yaml or images.conf selects it (usually a
 // symlink to e.g. alpine.yaml or alpine.conf in the same directory). YAML and HOCON trees load the same way.
-import { lstat, readlink, realpath } from 'node:fs/promises';
+import { readlink, realpath } from 'node:fs/promises';
 import { extname, join } from 'node:path';
+import { lexists } from '../util/fs.js';
 import { ConfigError } from './errors.js';
 import { loadHoconTree } from './hocon-loader.js';
 import { SELECTORS } from './workdir.js';
@@ -17,15 +18,6 @@ export interface TopLevel {
 
 const HOCON_EXT = new Set(['.conf', '.hocon', '.json', '.properties']);
 const YAML_EXT = new Set(['.yaml', '.yml']);
-
-async function lexists(p: string): Promise<boolean> {
-  try {
-    await lstat(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 export async function findTopLevel(configsDir: string, display: (abs: string) => string): Promise<TopLevel> {
   const present: string[] = [];

@@ -23,7 +23,7 @@ import {
 import { basename, join, normalize, relative, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { UserError } from '../util/errors.js';
-import { syncDir } from '../util/fs.js';
+import { lexists, syncDir } from '../util/fs.js';
 
 /** What the work directory is made of from the sources. */
 export const WORK_OVERLAYS = ['configs', 'scripts'] as const;
@@ -78,15 +78,6 @@ export interface Staged {
 async function isDir(p: string): Promise<boolean> {
   try {
     return (await stat(p)).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
-async function lexists(p: string): Promise<boolean> {
-  try {
-    await lstat(p);
-    return true;
   } catch {
     return false;
   }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { errorMessage, UserError } from '../util/errors.js';
 import { hashFile, parseChecksum, syncDir, writeFileAtomic } from '../util/fs.js';
+import { processAlive } from '../util/process.js';
 import { filterNames } from './glob.js';
 import type { Storage } from './types.js';
 
@@ -24,15 +25,6 @@ const HOST = hostname().replace(/[^A-Za-z0-9.-]/g, '_') || 'localhost';
  */
 export function tempName(name: string): string {
   return `.${name}.${HOST}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**

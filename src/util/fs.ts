@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /**
@@ -43,6 +43,16 @@ export async function syncDir(dir: string): Promise<void> {
 export async function exists(path: string): Promise<boolean> {
   try {
     await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether a path exists, without following a final symlink. */
+export async function lexists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
     return true;
   } catch {
     return false;

@@ -2,6 +2,7 @@ import { open, readFile, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from './errors.js';
+import { processAlive } from './process.js';
 
 export interface LockHolder {
   pid: number;
@@ -13,15 +14,6 @@ export interface LockHolder {
 export interface WorkLock {
   readonly path: string;
   release(): Promise<void>;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 async function readHolder(path: string): Promise<LockHolder | undefined> {
@@ -57,7 +49,7 @@ export async function lockWorkDir(workDir: string, command: string): Promise<Wor
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const holder = await readHolder(path);
-      if (holder && holder.host === me.host && !alive(holder.pid)) {
+      if (holder && holder.host === me.host && !processAlive(holder.pid)) {
         await rm(path, { force: true });
         continue;
       }
