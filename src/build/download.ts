@@ -36,29 +36,7 @@ function checkScheme(url: string): void {
   }
 }
 
-/** Fetch a small text file (checksum, signature, index). NotFoundError when it does not exist. */
-export async function fetchText(url: string, timeoutMs = 60_000): Promise<string> {
-  checkScheme(url);
-  if (isFileUrl(url)) {
-    try {
-      return await readFile(filePath(url), 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(url);
-      throw new UserError(`cannot read ${url}: ${(err as Error).message}`);
-    }
-  }
-  let res: Response;
-  try {
-    res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: 'follow' });
-  } catch (err) {
-    throw new UserError(`cannot download ${url}: ${(err as Error).message}`);
-  }
-  if (res.status === 404 || res.status === 410) throw new NotFoundError(url);
-  if (!res.ok) throw new UserError(`cannot download ${url}: HTTP ${res.status} ${res.statusText}`);
-  return await res.text();
-}
-
-/** Fetch a small binary file into memory. */
+/** Fetch a small file into memory. NotFoundError when it does not exist. */
 export async function fetchBytes(url: string, timeoutMs = 120_000): Promise<Buffer> {
   checkScheme(url);
   if (isFileUrl(url)) {
@@ -78,6 +56,11 @@ export async function fetchBytes(url: string, timeoutMs = 120_000): Promise<Buff
   if (res.status === 404 || res.status === 410) throw new NotFoundError(url);
   if (!res.ok) throw new UserError(`cannot download ${url}: HTTP ${res.status} ${res.statusText}`);
   return Buffer.from(await res.arrayBuffer());
+}
+
+/** Fetch a small text file (checksum, signature, index). NotFoundError when it does not exist. */
+export async function fetchText(url: string, timeoutMs = 60_000): Promise<string> {
+  return (await fetchBytes(url, timeoutMs)).toString('utf8');
 }
 
 async function sizeOf(path: string): Promise<number> {
