@@ -2,22 +2,10 @@ import { readFile } from 'node:fs/promises';
 import { parse, stringify } from 'yaml';
 import { UserError } from '../util/errors.js';
 import { hashFile, writeFileAtomic } from '../util/fs.js';
-import type { Image, ImageMetadata } from './image.js';
+import { type Image, type ImageMetadata, OPTIONAL_TAGS } from './image.js';
 
 /** The state fields a metadata file carries back into an image's config. */
-export const STATE_FIELDS = [
-  'revision',
-  'built',
-  'uploaded',
-  'imported',
-  'import_id',
-  'import_region',
-  'signed',
-  'published',
-  'released',
-  'artifacts',
-  'signing_key_fingerprint',
-] as const;
+export const STATE_FIELDS = ['revision', ...OPTIONAL_TAGS, 'artifacts', 'signing_key_fingerprint'] as const;
 
 /** Metadata of an image as it stands in its config (tags + artifacts + bookkeeping). */
 export function metadataOf(image: Image, now: Date): ImageMetadata {

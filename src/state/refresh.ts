@@ -8,7 +8,7 @@ import { errorMessage, UserError } from '../util/errors.js';
 import { exists } from '../util/fs.js';
 import type { Image, ImageMetadata } from './image.js';
 import { applyMetadata, clearState, readMetadata, revisionFromName } from './metadata.js';
-import { type Plan, planActions } from './plan.js';
+import { type Plan, type PlanInput, planActions } from './plan.js';
 
 export interface StateContext {
   readonly target: Step;
@@ -133,7 +133,7 @@ export async function refreshState(images: readonly Image[], ctx: StateContext):
             : new UserError(`${image.config.config_key}: cannot load state: ${errorMessage(err)}`);
         }
         const c = image.config;
-        const plan = planActions({
+        const input: PlanInput = {
           target: ctx.target,
           revision: image.revision,
           built: c.built,
@@ -147,7 +147,14 @@ export async function refreshState(images: readonly Image[], ctx: StateContext):
           revise: ctx.revise,
           cloudActions: ctx.cloudActions(c.cloud),
           canSign: image.signingConfigured,
-        });
+        };
+        const plan = planActions(input);
+        if (ctx.target === 'state') {
+          // `state` also shows what a rollback would undo, without doing it
+          const preview = planActions({ ...input, target: 'rollback', revise: false });
+          plan.undo = preview.undo;
+          plan.rollbackBlocked = preview.rollbackBlocked;
+        }
         c.actions = plan.actions;
         c.undo = plan.undo;
         return { image, plan, ...loaded };

@@ -8,8 +8,7 @@ import { selectVariants, writeImagesYaml } from '../config/index.js';
 import type { ImagesFile } from '../config/types.js';
 import { formatPruneReport, prune, writeCatalog } from '../release/index.js';
 import { Image } from '../state/image.js';
-import { planActions } from '../state/plan.js';
-import { type ImageState, refreshState } from '../state/refresh.js';
+import { refreshState } from '../state/refresh.js';
 import { createStoragePool } from '../storage/index.js';
 import { lockWorkDir } from '../util/lock.js';
 import { configsStep } from './configs.js';
@@ -97,7 +96,6 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
     parallel: options.parallel,
     log,
   });
-  if (target === 'state') addRollbackPreview(states, ctx);
   for (const s of states) {
     for (const n of s.plan.notes) log.debug({ image: s.image.imageName }, n);
   }
@@ -180,30 +178,6 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
     }
   }
   return finish(failures, regionFailures, out);
-}
-
-/** For `state`: show what a rollback would undo, without doing it. */
-function addRollbackPreview(states: ImageState[], ctx: RunContext): void {
-  for (const s of states) {
-    const c = s.image.config;
-    const preview = planActions({
-      target: 'rollback',
-      revision: s.image.revision,
-      built: c.built,
-      uploaded: c.uploaded,
-      imported: c.imported,
-      signed: c.signed,
-      published: c.published,
-      released: c.released,
-      localBuild: Boolean(c.built),
-      disable: [],
-      revise: false,
-      cloudActions: ctx.cloud(c.cloud).actions,
-      canSign: false,
-    });
-    s.plan.undo.splice(0, s.plan.undo.length, ...preview.undo);
-    s.plan.rollbackBlocked = preview.rollbackBlocked;
-  }
 }
 
 function catalogDir(images: readonly Image[]): string | undefined {
