@@ -126,7 +126,11 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
   await writeImagesYaml(join(options.workDir, 'images.yaml'), images);
   out(planTable(states));
 
-  if (target === 'state') return 0;
+  const idle = states.every((s) => s.plan.actions.length === 0);
+  if (target === 'state') {
+    if (idle) out('nothing to do');
+    return 0;
+  }
 
   // a run that stopped between the local metadata write and the store: bring storage up to date first
   for (const s of states.filter((x) => x.unsynced && !x.plan.revised)) {
@@ -151,7 +155,7 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
     return finish(failures, [], out);
   }
 
-  if (states.every((s) => s.plan.actions.length === 0)) {
+  if (idle) {
     out('nothing to do');
     return 0;
   }

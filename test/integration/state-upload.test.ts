@@ -155,6 +155,11 @@ describe('state and upload through the real CLI (file:// storage)', () => {
     const released = parse(await readFile(join(dir, image.metadataFile), 'utf8'));
     expect(released.released).toBeTruthy();
 
+    const idle = await runBuild(['state', ...cfg(work)]);
+    expect(idle.code, idle.stderr).toBe(0);
+    expect(idle.stdout).toContain('nothing to do');
+    expect(idle.stdout).toMatch(new RegExp(`${image.imageName}\\s+-\\s+refused`));
+
     const refused = await runBuild(['rollback', ...cfg(work)]);
     expect(refused.code).toBe(0);
     expect(refused.stderr).toContain('rollback refused');
