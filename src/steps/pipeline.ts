@@ -81,13 +81,12 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
   }
 
   const target = options.command;
+  // the selected configs are the objects in `images`: what the steps record on them goes back to images.yaml
   const selected = selectVariants(images, options.only, options.skip).map(
     (c) => new Image(c, options.workDir),
   );
-  const byKey = new Map(all.map((i) => [i.config.config_key, i]));
-  const chosen = selected.map((s) => byKey.get(s.config.config_key) ?? s);
 
-  const states = await refreshState(chosen, {
+  const states = await refreshState(selected, {
     target,
     disable: options.disable,
     revise: options.revise,
