@@ -3,8 +3,11 @@
 // variants in parallel), converts to a fixed VHD, compresses with zstd and checksums; then each result is
 // booted under QEMU until the login prompt shows on the serial console.
 //
-// The stand-in builder (a small Debian system, test/fixtures/local/make-builder.sh) is built once and cached
-// in .tmp/test-cache (or $CIB_TEST_CACHE).
+// The same for an aarch64 UEFI variant (qemu-system-aarch64, virt machine, cortex-a57, AAVMF, TCG), after the
+// x86_64 builds (one file: the two never compete for the machine's cores, which would upset boot_wait).
+//
+// The stand-in builders (small Debian systems, test/fixtures/local/make-builder.sh) are built once and cached
+// in .tmp/test-cache (or $CIB_TEST_CACHE); the arm64 one is made under qemu-user (binfmt), a few minutes.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
@@ -16,6 +19,7 @@ import {
   bootUntil,
   e2eUnavailable,
   ensureBuilderIso,
+  HOST_UEFI,
   makeTestKey,
   overlayWithKey,
   publishIso,
@@ -26,6 +30,8 @@ import { runBuild } from '../helpers/cli.js';
 
 const reason = await e2eUnavailable();
 if (reason) console.warn(`skipping the local-build end-to-end test: ${reason}`);
+const reasonArm = await e2eUnavailable('aarch64');
+if (reasonArm) console.warn(`skipping the aarch64 local-build end-to-end test: ${reasonArm}`);
 
 const RELEASES = `file://${join(REPO_ROOT, 'test', 'fixtures', 'releases.json')}`;
 const VARIANTS = {
@@ -227,4 +233,92 @@ describe.skipIf(reason)('build local, end to end with Packer and QEMU', () => {
     expect(again.code).toBe(0);
     expect(again.stderr).not.toMatch(/Packer 1\./);
   }, 150_000);
+});
+
+describe.skipIf(reasonArm)('build local, end to end with Packer and QEMU: aarch64 (UEFI)', () => {
+  const key = '3.24-aarch64-uefi-testinit-vm-generic';
+  const name = 'generic_alpine-3.24.1-aarch64-uefi-testinit-r0';
+  let base: string;
+  let dir: string;
+  let result: Awaited<ReturnType<typeof runBuild>>;
+
+  beforeAll(async () => {
+    const iso = await ensureBuilderIso('aarch64');
+    base = await mkdtemp(join(tmpdir(), 'local-e2e-arm-'));
+    const work = join(base, 'work');
+    dir = join(work, 'images', 'generic', key.replace(/^3\.24-/, '3.24.1-'));
+    const releaseKey = await makeTestKey();
+    const { cdnUrl } = await publishIso(join(base, 'cdn'), iso, {
+      version: '3.24',
+      release: '3.24.1',
+      arch: 'aarch64',
+      key: releaseKey,
+    });
+    const overlay = await overlayWithKey(join(base, 'overlay'), releaseKey);
+    result = await runBuild(
+      [
+        'local',
+        '--custom',
+        overlay,
+        '--work-dir',
+        work,
+        '--releases-url',
+        RELEASES,
+        '--cdn-url',
+        cdnUrl,
+        '--vars',
+        join(overlay, 'test-local.pkrvars.hcl'),
+        '--only',
+        '3.24',
+        'aarch64',
+        'uefi',
+        'testinit',
+        'vm',
+        'generic',
+        '--no-color',
+      ],
+      { timeoutMs: 12 * 60_000 },
+    );
+  }, 30 * 60_000);
+
+  afterAll(async () => {
+    if (base) await rm(base, { recursive: true, force: true });
+  });
+
+  it('builds the variant with qemu-system-aarch64 (virt, cortex-a57, UEFI firmware) under TCG', async () => {
+    if (result.code !== 0) console.error(result.stderr.slice(-4000));
+    expect(result.code).toBe(0);
+    expect(result.stderr).toMatch(/local: 1 built, 0 failed/);
+    expect(result.stderr).toMatch(/accelerator for aarch64 builds: TCG \(/);
+    expect(result.stderr).toMatch(/verified alpine-virt-3\.24\.1-aarch64\.iso: checksum and signature good/);
+    const log = await readFile(join(dir, 'build.log'), 'utf8');
+    expect(log).toMatch(/Executing \/usr\/bin\/qemu-system-aarch64/);
+    expect(log).toMatch(/type=virt,accel=tcg/);
+    expect(log).toContain('cortex-a57');
+    expect(log).toMatch(/"-bios", "[^"]*\/firmware\/uefi-aarch64\.bin"/);
+    expect(log).toContain('Connected to SSH!');
+  });
+
+  it('writes the converted image, the compressed upload file and its sha512', async () => {
+    const files = await readdir(dir);
+    expect(files).toEqual(
+      expect.arrayContaining([`${name}.vhd`, `${name}.vhd.zstd`, `${name}.vhd.zstd.sha512`, `${name}.yaml`]),
+    );
+    // 448 MiB (test overlay) + 32 (aarch64) + 16 (UEFI), fixed VHD plus its footer
+    expect((await stat(join(dir, `${name}.vhd`))).size).toBe(496 * 1024 * 1024 + 512);
+    const sum = await readFile(join(dir, `${name}.vhd.zstd.sha512`), 'utf8');
+    expect(sum).toBe(`${await sha(join(dir, `${name}.vhd.zstd`), 'sha512')}  ${name}.vhd.zstd\n`);
+  });
+
+  it('the aarch64 image boots to a login prompt', async () => {
+    const r = await bootUntil(join(dir, `${name}.vhd`), 'vpc', {
+      workDir: base,
+      arch: 'aarch64',
+      uefi: HOST_UEFI.aarch64,
+      timeoutMs: 240_000,
+    });
+    if (!r.ok) console.error(r.console.slice(-3000));
+    expect(r.ok).toBe(true);
+    expect(r.console).toMatch(/testvm login:/);
+  }, 260_000);
 });
