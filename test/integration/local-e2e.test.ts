@@ -39,6 +39,36 @@ const VARIANTS = {
   uefi: '3.24-x86_64-uefi-testinit-vm-generic',
 };
 
+/** `./build local` with the test overlay against the file:// mirror, for the variants with all `only` keys */
+function localArgs(o: {
+  overlay: string;
+  work: string;
+  cdnUrl: string;
+  vars?: boolean;
+  only: string[];
+}): string[] {
+  return [
+    'local',
+    '--custom',
+    o.overlay,
+    '--work-dir',
+    o.work,
+    '--releases-url',
+    RELEASES,
+    '--cdn-url',
+    o.cdnUrl,
+    ...(o.vars === false ? [] : ['--vars', join(o.overlay, 'test-local.pkrvars.hcl')]),
+    '--only',
+    ...o.only,
+    '--no-color',
+  ];
+}
+
+/** work/images/generic/<image_key> of a 3.24 config key */
+function localDirOf(work: string, key: string): string {
+  return join(work, 'images', 'generic', key.replace(/^3\.24-/, '3.24.1-'));
+}
+
 describe.skipIf(reason)('build local, end to end with Packer and QEMU', () => {
   let base: string;
   let work: string;
@@ -60,26 +90,9 @@ describe.skipIf(reason)('build local, end to end with Packer and QEMU', () => {
     overlay = await overlayWithKey(join(base, 'overlay'), key);
     result = await runBuild(
       [
-        'local',
-        '--custom',
-        overlay,
-        '--work-dir',
-        work,
-        '--releases-url',
-        RELEASES,
-        '--cdn-url',
-        cdnUrl,
-        '--vars',
-        join(overlay, 'test-local.pkrvars.hcl'),
-        '--only',
-        '3.24',
-        'x86_64',
-        'testinit',
-        'vm',
-        'generic',
+        ...localArgs({ overlay, work, cdnUrl, only: ['3.24', 'x86_64', 'testinit', 'vm', 'generic'] }),
         '--parallel',
         '2',
-        '--no-color',
       ],
       { timeoutMs: 12 * 60_000 },
     );
@@ -90,7 +103,7 @@ describe.skipIf(reason)('build local, end to end with Packer and QEMU', () => {
   });
 
   function localDir(key: string): string {
-    return join(work, 'images', 'generic', key.replace(/^3\.24-/, '3.24.1-'));
+    return localDirOf(work, key);
   }
 
   it('builds both variants', () => {
@@ -210,24 +223,13 @@ describe.skipIf(reason)('build local, end to end with Packer and QEMU', () => {
 
   it('a second run has nothing left to build', async () => {
     const again = await runBuild(
-      [
-        'local',
-        '--custom',
+      localArgs({
         overlay,
-        '--work-dir',
         work,
-        '--releases-url',
-        RELEASES,
-        '--cdn-url',
         cdnUrl,
-        '--only',
-        '3.24',
-        'x86_64',
-        'testinit',
-        'vm',
-        'generic',
-        '--no-color',
-      ],
+        vars: false,
+        only: ['3.24', 'x86_64', 'testinit', 'vm', 'generic'],
+      }),
       { timeoutMs: 120_000 },
     );
     expect(again.code).toBe(0);
@@ -246,7 +248,7 @@ describe.skipIf(reasonArm)('build local, end to end with Packer and QEMU: aarch6
     const iso = await ensureBuilderIso('aarch64');
     base = await mkdtemp(join(tmpdir(), 'local-e2e-arm-'));
     const work = join(base, 'work');
-    dir = join(work, 'images', 'generic', key.replace(/^3\.24-/, '3.24.1-'));
+    dir = localDirOf(work, key);
     const releaseKey = await makeTestKey();
     const { cdnUrl } = await publishIso(join(base, 'cdn'), iso, {
       version: '3.24',
@@ -256,27 +258,7 @@ describe.skipIf(reasonArm)('build local, end to end with Packer and QEMU: aarch6
     });
     const overlay = await overlayWithKey(join(base, 'overlay'), releaseKey);
     result = await runBuild(
-      [
-        'local',
-        '--custom',
-        overlay,
-        '--work-dir',
-        work,
-        '--releases-url',
-        RELEASES,
-        '--cdn-url',
-        cdnUrl,
-        '--vars',
-        join(overlay, 'test-local.pkrvars.hcl'),
-        '--only',
-        '3.24',
-        'aarch64',
-        'uefi',
-        'testinit',
-        'vm',
-        'generic',
-        '--no-color',
-      ],
+      localArgs({ overlay, work, cdnUrl, only: ['3.24', 'aarch64', 'uefi', 'testinit', 'vm', 'generic'] }),
       { timeoutMs: 12 * 60_000 },
     );
   }, 30 * 60_000);
