@@ -27,16 +27,41 @@ export function tempName(name: string): string {
   return `.${name}.${HOST}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
 }
 
+/** `.<name>.<host>.<pid>.<random>.tmp`, as tempName writes them */
+const TEMP_RE = /^\.(.+)\.([A-Za-z0-9._-]+)\.(\d+)\.[0-9a-f]{8}\.tmp$/;
+
+/** How long a temporary of another writer must have been left untouched before a store removes it. */
+export const DEFAULT_TEMP_GRACE_MS = 3600_000;
+
+export interface StoredEntry {
+  name: string;
+  /** last modification (ms since the epoch), when the backend knows it */
+  mtimeMs?: number;
+}
+
 /**
- * Temporary names among `names` left by a writer of one of `files` that ran on this host and is gone
- * (killed mid-store). Temporaries of live processes and of other hosts are never touched.
+ * Temporary names among `entries` that a store may remove:
+ * - left by a writer of one of `files` that ran on this host and is gone (killed mid-store): at once;
+ * - left by any writer (any host, any file) and not written to for `graceMs`: a writer that is still
+ *   uploading keeps touching its temporary, so one this old was abandoned (a dropped connection, a killed
+ *   run on another machine).
  */
-export function staleTempNames(names: readonly string[], files: readonly string[]): string[] {
+export function staleTempNames(
+  entries: readonly StoredEntry[],
+  files: readonly string[],
+  graceMs: number = DEFAULT_TEMP_GRACE_MS,
+  now: number = Date.now(),
+): string[] {
   const wanted = new Set(files);
   const out: string[] = [];
-  for (const n of names) {
-    const m = /^\.(.+)\.([A-Za-z0-9._-]+)\.(\d+)\.[0-9a-f]{8}\.tmp$/.exec(n);
-    if (!m || !wanted.has(m[1]!) || m[2] !== HOST) continue;
+  for (const { name: n, mtimeMs } of entries) {
+    const m = TEMP_RE.exec(n);
+    if (!m) continue;
+    if (mtimeMs !== undefined && now - mtimeMs > graceMs) {
+      out.push(n);
+      continue;
+    }
+    if (!wanted.has(m[1]!) || m[2] !== HOST) continue;
     const pid = Number(m[3]);
     if (pid !== process.pid && !processAlive(pid)) out.push(n);
   }
@@ -72,13 +97,20 @@ export function checkFileName(url: string, name: string): void {
  * The behaviour shared by every backend (checksums, atomic local writes, globbing, error wording);
  * subclasses only move bytes.
  */
+export interface BaseStorageOptions {
+  /** see staleTempNames (default DEFAULT_TEMP_GRACE_MS) */
+  tempGraceMs?: number;
+}
+
 export abstract class BaseStorage implements Storage {
   readonly url: string;
   protected readonly log: Logger;
+  protected readonly tempGraceMs: number;
 
-  constructor(url: string, log: Logger) {
+  constructor(url: string, log: Logger, opts: BaseStorageOptions = {}) {
     this.url = url;
     this.log = log;
+    this.tempGraceMs = opts.tempGraceMs ?? DEFAULT_TEMP_GRACE_MS;
   }
 
   /** Copy a local file to `name` so that no reader ever sees a partial object. */
@@ -91,6 +123,24 @@ export abstract class BaseStorage implements Storage {
   protected abstract listNames(): Promise<string[]>;
   /** Remove one object; missing is not an error. */
   protected abstract removeName(name: string): Promise<void>;
+  /**
+   * Store a data file whose sha512 is `sha512`, and make sure the store holds exactly it before its checksum is
+   * written. Backends whose writes are atomic renames of a verified local copy need nothing more than putFile.
+   */
+  protected putData(localPath: string, name: string, _sha512: string): Promise<void> {
+    return this.putFile(localPath, name);
+  }
+  /**
+   * Store the checksum file `sumName` of `name` (written locally at `localSum`). Backends where two writers of
+   * one name can interleave (S3) override it to write the checksum of what the store holds at the end.
+   */
+  protected putChecksum(localSum: string, sumName: string, _name: string, _sha512: string): Promise<void> {
+    return this.putFile(localSum, sumName);
+  }
+  /** Modification times of temporary names, for removing abandoned ones; backends that cannot tell return {}. */
+  protected async entryTimes(_names: readonly string[]): Promise<Map<string, number>> {
+    return new Map();
+  }
   /** Does putFile write temporary names that a killed run can leave behind? */
   protected readonly leavesTemps: boolean = true;
   /** Turn a backend error into a one-line message (without the URL). */
@@ -123,24 +173,36 @@ export abstract class BaseStorage implements Storage {
         if (err instanceof UserError) throw err;
         throw new UserError(`${local}: cannot store it in ${this.url}: ${errorMessage(err)}`);
       }
-      let sum: string | undefined;
-      if (opts.checksum) {
-        sum = `${file}.sha512`;
-        await writeFileAtomic(join(localDir, sum), `${await hashFile(local)}\n`);
-      }
       this.log.debug({ storage: this.url, file }, 'storing');
-      await this.guard('store', file, () => this.putFile(local, file));
-      // the checksum goes after the file it describes, so a stored .sha512 always has its file
-      if (sum) await this.guard('store', sum, () => this.putFile(join(localDir, sum), sum));
-      stored.push(file, ...(sum ? [sum] : []));
+      if (opts.checksum) {
+        const sum = `${file}.sha512`;
+        const hash = await hashFile(local);
+        await writeFileAtomic(join(localDir, sum), `${hash}\n`);
+        // the checksum goes after the file it describes, once the store is known to hold that file
+        await this.guard('store', file, () => this.putData(local, file, hash));
+        await this.guard('store', sum, () => this.putChecksum(join(localDir, sum), sum, file, hash));
+        stored.push(file, sum);
+      } else {
+        await this.guard('store', file, () => this.putFile(local, file));
+        stored.push(file);
+      }
     }
     if (this.leavesTemps && stored.length) await this.removeStaleTemps(stored);
   }
 
-  /** Remove what killed runs on this host left while storing these files; failures here do not matter. */
+  /**
+   * Remove what killed runs on this host left while storing these files, and temporaries of any writer that
+   * were abandoned longer than the grace period; failures here do not matter.
+   */
   private async removeStaleTemps(files: readonly string[]): Promise<void> {
     try {
-      for (const n of staleTempNames(await this.listNames(), files)) {
+      const names = await this.listNames();
+      const times = await this.entryTimes(names.filter((n) => TEMP_RE.test(n)));
+      const entries = names.map((name) => ({
+        name,
+        ...(times.has(name) ? { mtimeMs: times.get(name)! } : {}),
+      }));
+      for (const n of staleTempNames(entries, files, this.tempGraceMs)) {
         this.log.debug({ storage: this.url, file: n }, 'removing the leftover of an interrupted store');
         await this.removeName(n);
       }

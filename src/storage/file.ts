@@ -1,9 +1,9 @@
-import { copyFile, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { errorMessage } from '../util/errors.js';
 import { syncDir } from '../util/fs.js';
-import { BaseStorage, NotFoundError, tempName } from './base.js';
+import { BaseStorage, type BaseStorageOptions, NotFoundError, tempName } from './base.js';
 
 function isNotFound(err: unknown): boolean {
   return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
@@ -13,8 +13,8 @@ function isNotFound(err: unknown): boolean {
 export class FileStorage extends BaseStorage {
   readonly dir: string;
 
-  constructor(url: string, dir: string, log: Logger) {
-    super(url, log);
+  constructor(url: string, dir: string, log: Logger, opts: BaseStorageOptions = {}) {
+    super(url, log, opts);
     this.dir = dir;
   }
 
@@ -63,6 +63,15 @@ export class FileStorage extends BaseStorage {
       if (isNotFound(err)) return [];
       throw err;
     }
+  }
+
+  protected override async entryTimes(names: readonly string[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    for (const n of names) {
+      const st = await stat(join(this.dir, n)).catch(() => undefined);
+      if (st) out.set(n, st.mtimeMs);
+    }
+    return out;
   }
 
   protected async removeName(name: string): Promise<void> {

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { UserError } from '../util/errors.js';
 import { FileStorage } from './file.js';
 import type { S3Clients } from './s3.js';
 import type { SshConnections } from './ssh.js';
@@ -16,6 +17,21 @@ export interface StoragePoolOptions {
   cwd?: string;
   /** S3 multipart part size in bytes (default 16 MiB; at least 5 MiB) */
   s3PartSize?: number;
+  /**
+   * how long another writer's temporary file must be untouched before a store removes it
+   * (default: env BUILD_STORAGE_TEMP_GRACE_S, else one hour)
+   */
+  tempGraceMs?: number;
+}
+
+function tempGrace(opts: StoragePoolOptions): number | undefined {
+  if (opts.tempGraceMs !== undefined) return opts.tempGraceMs;
+  const v = opts.env.BUILD_STORAGE_TEMP_GRACE_S;
+  if (v === undefined || v === '') return undefined;
+  if (!/^\d+(\.\d+)?$/.test(v)) {
+    throw new UserError(`BUILD_STORAGE_TEMP_GRACE_S: "${v}" is not a number of seconds`);
+  }
+  return Number(v) * 1000;
 }
 
 /**
@@ -45,6 +61,8 @@ export function createStoragePool(opts: StoragePoolOptions): StoragePool {
         }),
     ));
   const cache = new Map<string, Storage>();
+  const graceMs = tempGrace(opts);
+  const base = graceMs === undefined ? {} : { tempGraceMs: graceMs };
   let closed = false;
 
   return {
@@ -57,14 +75,14 @@ export function createStoragePool(opts: StoragePoolOptions): StoragePool {
       const loc = parseStorageUrl(url, cwd);
       const shown = displayUrl(url);
       let storage: Storage;
-      if (loc.kind === 'file') storage = new FileStorage(shown, loc.dir, log);
+      if (loc.kind === 'file') storage = new FileStorage(shown, loc.dir, log, base);
       else if (loc.kind === 'ssh') {
         storage = lazyStorage(shown, () =>
-          loadSsh().then((b) => new b.mod.SshStorage(shown, loc, b.conns, log)),
+          loadSsh().then((b) => new b.mod.SshStorage(shown, loc, b.conns, log, base)),
         );
       } else {
         storage = lazyStorage(shown, () =>
-          loadS3().then((b) => new b.mod.S3Storage(shown, loc, b.clients, log)),
+          loadS3().then((b) => new b.mod.S3Storage(shown, loc, b.clients, log, base)),
         );
       }
       cache.set(cacheKey, storage);

@@ -1,20 +1,24 @@
+import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
+  HeadObjectCommand,
+  type HeadObjectCommandOutput,
   ListObjectsV2Command,
   type ListObjectsV2CommandOutput,
+  PutObjectCommand,
   S3Client,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { Logger } from 'pino';
 import { errorMessage, UserError } from '../util/errors.js';
-import { BaseStorage, NotFoundError } from './base.js';
+import { BaseStorage, type BaseStorageOptions, NotFoundError } from './base.js';
 import type { S3Location } from './url.js';
 
 /** Parts of 16 MiB, 4 in flight: large images go up as a multipart upload. */
@@ -140,14 +144,43 @@ function netCode(err: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * The ETags S3 can give the local file: the MD5 of a single PUT, and the multipart form (MD5 of the parts'
+ * MD5s, with and without the `-N` suffix some S3-compatible stores leave out) for parts of `partSize`.
+ */
+export async function expectedEtags(path: string, partSize: number): Promise<Set<string>> {
+  const whole = createHash('md5');
+  const parts: Buffer[] = [];
+  let part = createHash('md5');
+  let inPart = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) {
+    let buf = chunk as Buffer;
+    whole.update(buf);
+    while (buf.length > 0) {
+      const take = Math.min(buf.length, partSize - inPart);
+      part.update(buf.subarray(0, take));
+      inPart += take;
+      buf = buf.subarray(take);
+      if (inPart === partSize) {
+        parts.push(part.digest());
+        part = createHash('md5');
+        inPart = 0;
+      }
+    }
+  }
+  if (inPart > 0 || parts.length === 0) parts.push(part.digest());
+  const multi = createHash('md5').update(Buffer.concat(parts)).digest('hex');
+  return new Set([whole.digest('hex'), `${multi}-${parts.length}`, multi]);
+}
+
 /** `s3://bucket/prefix`: objects `<prefix>/<file>`. */
 export class S3Storage extends BaseStorage {
   protected override readonly leavesTemps = false;
   private readonly loc: S3Location;
   private readonly clients: S3Clients;
 
-  constructor(url: string, loc: S3Location, clients: S3Clients, log: Logger) {
-    super(url, log);
+  constructor(url: string, loc: S3Location, clients: S3Clients, log: Logger, opts: BaseStorageOptions = {}) {
+    super(url, log, opts);
     this.loc = loc;
     this.clients = clients;
   }
@@ -160,16 +193,99 @@ export class S3Storage extends BaseStorage {
     return this.clients.get(this.url).client;
   }
 
-  protected async putFile(localPath: string, name: string): Promise<void> {
+  protected async putFile(localPath: string, name: string, metadata?: Record<string, string>): Promise<void> {
     // a single PUT, or a multipart upload that only becomes visible when completed
     const upload = new Upload({
       client: this.client,
-      params: { Bucket: this.loc.bucket, Key: this.key(name), Body: createReadStream(localPath) },
+      params: {
+        Bucket: this.loc.bucket,
+        Key: this.key(name),
+        Body: createReadStream(localPath),
+        ...(metadata ? { Metadata: metadata } : {}),
+      },
       partSize: this.clients.partSize,
       queueSize: 4,
       leavePartsOnError: false,
     });
     await upload.done();
+  }
+
+  private async head(name: string): Promise<HeadObjectCommandOutput> {
+    try {
+      return await this.client.send(new HeadObjectCommand({ Bucket: this.loc.bucket, Key: this.key(name) }));
+    } catch (err) {
+      if (errName(err) === 'NotFound' || errName(err) === 'NoSuchKey') throw new NotFoundError(name);
+      throw err;
+    }
+  }
+
+  /**
+   * The data object carries its sha512 as object metadata (written atomically with the data), and is checked
+   * right after the upload: size, that metadata, and the ETag against the MD5s of the local file (except for
+   * KMS-encrypted objects, whose ETag is no MD5). Only then is its .sha512 written (putChecksum).
+   */
+  protected override async putData(localPath: string, name: string, sha512: string): Promise<void> {
+    await this.putFile(localPath, name, { sha512 });
+    const [size, etags] = await Promise.all([
+      stat(localPath).then((st) => st.size),
+      expectedEtags(localPath, this.clients.partSize),
+    ]);
+    let problem = '';
+    // a store that is being written by another writer may briefly show a half-updated object: look again
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, 100 * attempt));
+      const h = await this.head(name);
+      if (h.Metadata?.sha512 !== sha512) {
+        throw new UserError(
+          `${this.where(name)}: replaced by another writer right after this upload (is another run storing the ` +
+            'same image?); its checksum is not written, run again',
+        );
+      }
+      const etag = (h.ETag ?? '').replace(/"/g, '');
+      const kms = String(h.ServerSideEncryption ?? '').startsWith('aws:kms');
+      if (h.ContentLength === size && (kms || etags.has(etag))) return;
+      problem = `size ${h.ContentLength} of ${size}, ETag ${etag || 'none'}`;
+    }
+    throw new UserError(
+      `${this.where(name)}: the stored object does not match the uploaded file (${problem}); its checksum is ` +
+        'not written, run again',
+    );
+  }
+
+  /**
+   * Write `<name>.sha512` from the checksum the stored data object carries, then check that the data object
+   * still carries it: when another writer replaced the data meanwhile, write its checksum instead. Whoever
+   * writes the checksum last checks after writing, so the pair cannot end up disagreeing.
+   */
+  protected override async putChecksum(
+    localSum: string,
+    sumName: string,
+    name: string,
+    sha512: string,
+  ): Promise<void> {
+    let written: string | undefined;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const current = (await this.head(name)).Metadata?.sha512;
+      if (current === undefined) {
+        // written by something else than this tool: nothing to compare with
+        await this.putFile(localSum, sumName);
+        return;
+      }
+      if (current === written) {
+        if (current !== sha512) {
+          this.log.warn(
+            { storage: this.url, file: name },
+            `${name} was stored by another writer at the same time; the store keeps its copy and checksum`,
+          );
+        }
+        return;
+      }
+      await this.client.send(
+        new PutObjectCommand({ Bucket: this.loc.bucket, Key: this.key(sumName), Body: `${current}\n` }),
+      );
+      written = current;
+    }
+    throw new UserError(`${this.where(name)}: keeps changing while its checksum is written; run again`);
   }
 
   protected async getFile(name: string, localPath: string): Promise<void> {

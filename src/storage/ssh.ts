@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { AnyAuthMethod, ParsedKey, SFTPWrapper } from 'ssh2';
 import ssh2 from 'ssh2';
 import { errorMessage, UserError } from '../util/errors.js';
-import { BaseStorage, NotFoundError, tempName } from './base.js';
+import { BaseStorage, type BaseStorageOptions, NotFoundError, tempName } from './base.js';
 import {
   checkHostKey,
   expandPath,
@@ -518,13 +518,23 @@ async function renameOver(s: Session, from: string, to: string): Promise<void> {
   }
 }
 
+function unlinkQuietly(s: Session, path: string): Promise<void> {
+  return call<void>(s, (cb) => s.sftp.unlink(path, (e) => cb(e, undefined))).catch(() => {});
+}
+
 /** A directory on an ssh server, reached over the pool's shared connection to that host. */
 export class SshStorage extends BaseStorage {
   private readonly loc: SshLocation;
   private readonly conns: SshConnections;
 
-  constructor(url: string, loc: SshLocation, conns: SshConnections, log: Logger) {
-    super(url, log);
+  constructor(
+    url: string,
+    loc: SshLocation,
+    conns: SshConnections,
+    log: Logger,
+    opts: BaseStorageOptions = {},
+  ) {
+    super(url, log, opts);
     this.loc = loc;
     this.conns = conns;
   }
@@ -549,9 +559,14 @@ export class SshStorage extends BaseStorage {
     }
   }
 
-  protected putFile(localPath: string, name: string): Promise<void> {
-    return this.withSession(async (s) => {
+  protected async putFile(localPath: string, name: string): Promise<void> {
+    // every attempt writes its own temporary; an attempt cut off by a dropped connection leaves its partial
+    // file on the server, which the attempt on the new connection removes
+    const attempts: string[] = [];
+    await this.withSession(async (s) => {
       const tmp = this.path(tempName(name));
+      const earlier = [...attempts];
+      attempts.push(tmp);
       const put = () => call<void>(s, (cb) => s.sftp.fastPut(localPath, tmp, (e) => cb(e, undefined)));
       await ensureDir(s, this.loc.path);
       try {
@@ -566,9 +581,31 @@ export class SshStorage extends BaseStorage {
         }
         await renameOver(s, tmp, this.path(name));
       } catch (err) {
-        if (s.alive) await call<void>(s, (cb) => s.sftp.unlink(tmp, (e) => cb(e, undefined))).catch(() => {});
+        if (s.alive) await unlinkQuietly(s, tmp);
         throw err;
+      } finally {
+        for (const old of earlier) {
+          if (!s.alive) break;
+          this.log.debug(
+            { storage: this.url, file: old },
+            'ssh: removing the partial file of a dropped connection',
+          );
+          await unlinkQuietly(s, old);
+        }
       }
+    });
+  }
+
+  protected override entryTimes(names: readonly string[]): Promise<Map<string, number>> {
+    return this.withSession(async (s) => {
+      const out = new Map<string, number>();
+      for (const n of names) {
+        const st = await call<{ mtime: number }>(s, (cb) => s.sftp.stat(this.path(n), cb)).catch(
+          () => undefined,
+        );
+        if (st) out.set(n, st.mtime * 1000);
+      }
+      return out;
     });
   }
 

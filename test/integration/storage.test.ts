@@ -5,17 +5,18 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStoragePool } from '../../src/storage/index.js';
 import type { StoragePool } from '../../src/storage/types.js';
 import { UserError } from '../../src/util/errors.js';
 import { hashFile } from '../../src/util/fs.js';
 import { silentLogger } from '../../src/util/log.js';
+import { type MotoHandle, motoUnavailableReason, startMoto } from '../helpers/moto.js';
 import { type S3rverHandle, startS3rver } from '../helpers/s3rver.js';
 import { freePort, type SshdHandle, sshdUnavailableReason, startSshd } from '../helpers/sshd.js';
 
@@ -239,7 +240,14 @@ describe.each(backends)('storage behaviour: $name', (b) => {
         `.img.qcow2.other-host.${dead}.0badc0de.tmp`, // another machine's writer: kept
         `.other.yaml.${host}.${dead}.0badc0de.tmp`, // not a file this store wrote: kept
       ];
+      // abandoned longer than the grace period (one hour by default): removed, whoever wrote them
+      const abandoned = [`.img.qcow2.other-host.77.0badc0e0.tmp`, `.x.yaml.${host}.1.0badc0e1.tmp`];
       for (const n of left) await writeFile(join(dir, n), 'partial');
+      const old = new Date(Date.now() - 2 * 3600_000);
+      for (const n of abandoned) {
+        await writeFile(join(dir, n), 'partial');
+        await utimes(join(dir, n), old, old);
+      }
       await st.store(src, ['img.qcow2'], { checksum: true });
       expect((await readdir(dir)).sort()).toEqual(['img.qcow2', 'img.qcow2.sha512', ...left.slice(2)].sort());
       expect(await st.list()).toEqual(['img.qcow2', 'img.qcow2.sha512']);
@@ -365,6 +373,12 @@ describe.skipIf(sshdMissing !== undefined)('ssh:// storage', () => {
       await st.retrieve(dst, ['big.raw'], { checksum: true });
       expect((await readFile(join(dst, 'big.raw'))).equals(big)).toBe(true);
       expect(await st.list()).toEqual(['a.txt', 'big.raw', 'big.raw.sha512']);
+      // the upload cut off by the drop left a partial file; the writer removed it on the new connection
+      expect((await readdir(join(sshd!.home, 'drop'))).sort()).toEqual([
+        'a.txt',
+        'big.raw',
+        'big.raw.sha512',
+      ]);
       expect(pool.stats().sshConnections).toBeGreaterThanOrEqual(2);
       expect(pool.stats().sshConnections).toBeLessThanOrEqual(3);
     } finally {
@@ -598,6 +612,20 @@ describe('s3:// storage', () => {
     }
   });
 
+  it('the data object carries its sha512, checked right after the upload', async () => {
+    const pool = createStoragePool({ log, env: { ...process.env, ...s3!.env }, s3PartSize: 5 * 1024 * 1024 });
+    try {
+      const src = await localDir({ 'big.img': randomBytes(11 * 1024 * 1024) });
+      await pool.get('s3://images/verified').store(src, ['big.img'], { checksum: true });
+      const client = new S3Client(s3!.clientConfig);
+      const h = await client.send(new HeadObjectCommand({ Bucket: 'images', Key: 'verified/big.img' }));
+      client.destroy();
+      expect(h.Metadata?.sha512).toBe(await hashFile(join(src, 'big.img')));
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('the bucket root (s3://bucket) works as a directory', async () => {
     const pool = createStoragePool({ log, env: { ...process.env, ...s3!.env } });
     try {
@@ -610,4 +638,57 @@ describe('s3:// storage', () => {
       await pool.close();
     }
   });
+});
+
+// moto stores objects atomically (s3rver writes an object's data and metadata separately, so a race there can
+// tear an object): the concurrent-writers property is checked against moto
+describe('s3:// storage against moto', () => {
+  const reason = motoUnavailableReason();
+  let moto: MotoHandle | undefined;
+  beforeAll(async () => {
+    if (reason) return;
+    moto = await startMoto();
+    const client = new S3Client({
+      endpoint: moto.endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+    });
+    await client.send(new CreateBucketCommand({ Bucket: 'images' }));
+    client.destroy();
+  }, 60_000);
+  afterAll(async () => {
+    await moto?.stop();
+  });
+
+  it.skipIf(reason !== undefined)(
+    `two writers of one object at once: the stored checksum always describes the stored data${reason ? ` (skipped: ${reason})` : ''}`,
+    async () => {
+      const pools = [0, 1].map(() => createStoragePool({ log, env: { ...process.env, ...moto!.env } }));
+      try {
+        for (let round = 0; round < 6; round++) {
+          const srcs = await Promise.all(
+            [0, 1].map((w) => localDir({ 'race.img': `writer ${w} round ${round} ${'y'.repeat(w * 5000)}` })),
+          );
+          const results = await Promise.allSettled(
+            pools.map((p, w) => p.get('s3://images/race').store(srcs[w]!, ['race.img'], { checksum: true })),
+          );
+          // a writer whose upload was replaced before it could check it says so (and writes no checksum)
+          for (const r of results) {
+            if (r.status === 'rejected') expect(String(r.reason)).toContain('replaced by another writer');
+          }
+          expect(results.some((r) => r.status === 'fulfilled')).toBe(true);
+          const dst = await localDir();
+          // retrieve checks the data against the stored .sha512
+          await pools[0]!.get('s3://images/race').retrieve(dst, ['race.img'], { checksum: true });
+          expect(await readFile(join(dst, 'race.img'), 'utf8')).toMatch(
+            new RegExp(`^writer [01] round ${round}`),
+          );
+        }
+      } finally {
+        await Promise.all(pools.map((p) => p.close()));
+      }
+    },
+    60_000,
+  );
 });
