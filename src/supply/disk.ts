@@ -1,0 +1,198 @@
+// Reading a built disk image without mounting it (these machines cannot mount partitions of loop devices):
+// qemu-img turns a qcow2 into a sparse raw file, sfdisk finds the root partition, and debugfs reads the ext4
+// filesystem at that offset: inode ownership and modes from `ls -p`, contents from `rdump` into a scratch tree.
+import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { errorMessage, UserError } from '../util/errors.js';
+import {
+  DEFAULT_EXCLUDES,
+  type EntryType,
+  type Manifest,
+  type ManifestEntry,
+  makeManifest,
+  manifestFromTree,
+} from './manifest.js';
+
+/** GPT type of a Linux filesystem partition; MBR type 83. */
+const LINUX_GPT = '0FC63DAF-8483-4772-8E79-3D69D8477DE4';
+
+async function run(cmd: string, args: readonly string[], what: string): Promise<string> {
+  let r: Awaited<ReturnType<typeof execa>>;
+  try {
+    r = await execa(cmd, args, {
+      reject: false,
+      stdin: 'ignore',
+      encoding: 'utf8',
+      maxBuffer: 512 * 1024 * 1024,
+    });
+  } catch (err) {
+    throw new UserError(`${what}: ${cmd}: ${errorMessage(err)}`);
+  }
+  if (r.exitCode === undefined) throw new UserError(`${what}: ${cmd} is not installed`);
+  if (r.exitCode !== 0) {
+    throw new UserError(
+      `${what}: ${cmd} failed (exit ${r.exitCode}): ${String(r.stderr).trim().split('\n').slice(-2).join(' ')}`,
+    );
+  }
+  return String(r.stdout);
+}
+
+/** A scratch directory, in memory when /dev/shm is there (dumping a root is then ~10x faster). */
+export async function scratchDir(prefix: string): Promise<string> {
+  try {
+    if ((await stat('/dev/shm')).isDirectory()) return await mkdtemp(join('/dev/shm', prefix));
+  } catch {
+    // fall back to the temp directory
+  }
+  return mkdtemp(join(tmpdir(), prefix));
+}
+
+async function isQcow2(path: string): Promise<boolean> {
+  const fh = await open(path, 'r');
+  try {
+    const b = Buffer.alloc(4);
+    await fh.read(b, 0, 4, 0);
+    return b.equals(Buffer.from([0x51, 0x46, 0x49, 0xfb]));
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Byte offset of the root (Linux) partition; 0 for a bare filesystem image. The largest one wins. */
+export async function rootPartitionOffset(raw: string): Promise<number> {
+  let text: string;
+  try {
+    text = await run('sfdisk', ['-J', raw], raw);
+  } catch {
+    return 0; // no partition table
+  }
+  const pt = (
+    JSON.parse(text) as {
+      partitiontable?: { sectorsize?: number; partitions?: { start: number; size: number; type: string }[] };
+    }
+  ).partitiontable;
+  const sector = pt?.sectorsize ?? 512;
+  const linux = (pt?.partitions ?? []).filter((p) => p.type === '83' || p.type.toUpperCase() === LINUX_GPT);
+  if (linux.length === 0) throw new UserError(`${raw}: no Linux partition in its partition table`);
+  const best = linux.reduce((a, b) => (b.size > a.size ? b : a));
+  return best.start * sector;
+}
+
+interface InodeMeta {
+  mode: number;
+  uid: number;
+  gid: number;
+  type: EntryType;
+}
+
+function typeOfMode(mode: number): EntryType {
+  switch (mode & 0o170000) {
+    case 0o040000:
+      return 'dir';
+    case 0o100000:
+      return 'file';
+    case 0o120000:
+      return 'symlink';
+    case 0o020000:
+      return 'char';
+    case 0o060000:
+      return 'block';
+    case 0o010000:
+      return 'fifo';
+    default:
+      return 'socket';
+  }
+}
+
+function quote(p: string): string {
+  return `"${p.replace(/(["\\])/g, '\\$1')}"`;
+}
+
+/** Every inode's type, mode and owner by path, read level by level with `debugfs -f` (one run per depth). */
+export async function ext4Inodes(
+  spec: string,
+  exclude: readonly string[] = DEFAULT_EXCLUDES,
+): Promise<Map<string, InodeMeta>> {
+  const meta = new Map<string, InodeMeta>();
+  const skip = new Set(exclude);
+  let level = ['/'];
+  const scratch = await mkdtemp(join(tmpdir(), 'cib-debugfs-'));
+  try {
+    while (level.length > 0) {
+      const cmdFile = join(scratch, 'cmds');
+      await writeFile(cmdFile, level.map((d) => `ls -p ${quote(d)}\n`).join(''));
+      const out = await run('debugfs', ['-f', cmdFile, spec], spec);
+      const next: string[] = [];
+      const headers = new Map(level.map((d) => [`debugfs: ls -p ${quote(d)}`, d]));
+      let dir = '';
+      for (const line of out.split('\n')) {
+        if (line.startsWith('debugfs: ls -p ')) {
+          dir = headers.get(line) ?? '';
+          continue;
+        }
+        // /<inode>/<mode>/<uid>/<gid>/<name>/<size or empty for dirs>/
+        const m = /^\/(\d+)\/([0-7]+)\/(\d+)\/(\d+)\/(.*)\/(\d*)\/$/.exec(line);
+        if (!m || !dir) continue;
+        const name = m[5]!;
+        const mode = Number.parseInt(m[2]!, 8);
+        const path = name === '.' ? dir : name === '..' ? '' : dir === '/' ? `/${name}` : `${dir}/${name}`;
+        if (!path || skip.has(path)) continue;
+        if (name === '.' && meta.has(path)) continue;
+        const type = typeOfMode(mode);
+        meta.set(path, { mode: mode & 0o7777, uid: Number(m[3]), gid: Number(m[4]), type });
+        if (type === 'dir' && name !== '.') next.push(path);
+      }
+      level = next;
+    }
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+  return meta;
+}
+
+export interface DiskContents {
+  manifest: Manifest;
+  /** /lib/apk/db/installed, when the root has one */
+  installedDb?: string;
+}
+
+/**
+ * Read the root filesystem of a disk image (qcow2 or raw, partitioned or bare ext4): its manifest and its
+ * installed-package database. Nothing is mounted; the scratch copies are removed afterwards.
+ */
+export async function readDisk(image: string): Promise<DiskContents> {
+  const scratch = await scratchDir('cib-disk-');
+  try {
+    let raw = image;
+    if (await isQcow2(image)) {
+      raw = join(scratch, 'disk.raw');
+      await run('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', image, raw], image);
+    }
+    const offset = await rootPartitionOffset(raw);
+    const spec = offset ? `${raw}?offset=${offset}` : raw;
+    const meta = await ext4Inodes(spec);
+    const tree = join(scratch, 'root');
+    await run('mkdir', ['-p', tree], tree);
+    await run('debugfs', ['-R', `rdump / ${quote(tree)}`, spec], image);
+    if (raw !== image) await rm(raw, { force: true });
+    const fromTree = await manifestFromTree(tree, { exclude: DEFAULT_EXCLUDES, meta });
+    // rdump leaves out device nodes, fifos and sockets: they come from the inode listing alone
+    const seen = new Set(fromTree.entries.map((e) => e.path));
+    const extra: ManifestEntry[] = [];
+    for (const [path, m] of meta) {
+      if (!seen.has(path)) extra.push({ path, ...m });
+    }
+    const manifest = extra.length ? makeManifest([...fromTree.entries, ...extra]) : fromTree;
+    let installedDb: string | undefined;
+    try {
+      installedDb = await readFile(join(tree, 'lib/apk/db/installed'), 'utf8');
+    } catch {
+      installedDb = undefined;
+    }
+    return { manifest, ...(installedDb !== undefined ? { installedDb } : {}) };
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
