@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { Image } from '../src/state/image.js';
+import { emptyState, stateAfter } from '../src/state/image-state.js';
 import { metadataOf } from '../src/state/metadata.js';
 import { BUILD, ROOT, runBuild } from '../test/helpers/cli.js';
 import { makeOverlay, RELEASES_URL, readImages } from '../test/helpers/overlay.js';
@@ -35,15 +36,15 @@ try {
   const args = ['--work-dir', work, '--custom', overlay, '--releases-url', RELEASES_URL];
   const cfg = await runBuild(['configs', ...args]);
   if (cfg.code !== 0) throw new Error(cfg.stderr);
-  const images = Object.values(await readImages(work)).map((c) => new Image({ ...c, revision: 2 }, work));
+  const images = Object.values(await readImages(work)).map((c) => new Image(c, work, emptyState(2)));
   // every variant has revisions r0..r2 in storage; the newest one's metadata is fetched
   for (const image of images) {
     const rel = image.storageUrl!.slice(sshd.urlPrefix.length + 1);
     const dir = join(sshd.home, rel);
     await mkdir(dir, { recursive: true });
     for (const rev of [0, 1, 2]) {
-      image.config.revision = rev;
-      image.config.built = image.config.uploaded = '2026-11-20T10:00:00.000Z';
+      const at = '2026-11-20T10:00:00.000Z';
+      image.record(stateAfter.uploaded(stateAfter.built(emptyState(rev), at), at));
       const text = stringify(metadataOf(image, new Date('2026-11-20T10:00:00.000Z')));
       await writeFile(join(dir, image.metadataFile), text);
       await writeFile(

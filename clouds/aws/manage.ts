@@ -28,7 +28,7 @@ export async function deleteAws(
 ): Promise<void> {
   const log = ctx.log.child({ image: image.imageName });
   const ident = identityTags(image);
-  const importRegion = image.config.import_region || (await session.defaultRegion());
+  const importRegion = image.state.import_region || (await session.defaultRegion());
   const ec2 = session.ec2(importRegion);
   const ami = await describeImage(ec2, importId);
   if (ami) {
@@ -44,7 +44,7 @@ export async function deleteAws(
     log.warn({ region: importRegion }, `${importId} is already gone from ${importRegion}`);
   }
   // copies left by a publish that failed part-way, and snapshots left by a crash before RegisterImage
-  const regions = new Set([importRegion, ...Object.keys(image.config.artifacts ?? {})]);
+  const regions = new Set([importRegion, ...Object.keys(image.state.artifacts ?? {})]);
   for (const region of regions) {
     const rEc2 = session.ec2(region);
     for (const other of await findImages(rEc2, ident)) {

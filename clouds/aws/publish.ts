@@ -155,7 +155,7 @@ export async function publishAws(
   const warnings: string[] = [];
 
   // the source: the AMI of this revision in the import region; imported again when missing or renamed
-  let sourceRegion = image.config.import_region || (await session.defaultRegion());
+  let sourceRegion = image.state.import_region || (await session.defaultRegion());
   let source: Ami | undefined = (await findImages(session.ec2(sourceRegion), ident)).find(
     (a) => a.State === 'available' || a.State === 'pending',
   );

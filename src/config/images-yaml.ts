@@ -9,12 +9,66 @@ import { isPlainObject } from './merge.js';
 import type { ImageConfig, ImagesFile } from './types.js';
 import { emitYaml, readYamlFast, Unsupported } from './yaml-fast.js';
 
-export function imagesYamlText(images: ImagesFile): string {
-  return emitYaml(images);
+/**
+ * What images.yaml shows of a run beside each variant's configuration: its state and plan (set by the state step
+ * and later steps). alpine-cloud-images keeps these in the variant itself; here they are separate and only meet
+ * in the file.
+ */
+export type RunFields = Readonly<Record<string, unknown>>;
+
+/** The run fields of the original images.yaml, right after config_key (null until set). */
+export const LEADING_RUN_FIELDS = [
+  'built',
+  'uploaded',
+  'imported',
+  'signed',
+  'published',
+  'released',
+  'artifacts',
+] as const;
+
+/**
+ * Every run field images.yaml may carry (the leading ones, the rest of the image state, the plan): reading
+ * images.yaml back leaves them out of the configuration. The state layer's own field list is tested to be
+ * inside this one.
+ */
+export const RUN_FIELDS: ReadonlySet<string> = new Set([
+  ...LEADING_RUN_FIELDS,
+  'revision',
+  'import_id',
+  'import_region',
+  'signing_key_fingerprint',
+  'metadata_updated',
+  'actions',
+  'undo',
+  'state_updated',
+]);
+
+/** One variant as images.yaml shows it: config_key, the leading run fields, the configuration, other run fields. */
+function imagesYamlRecord(config: ImageConfig, run: RunFields | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = { config_key: config.config_key };
+  for (const f of LEADING_RUN_FIELDS) out[f] = run?.[f] ?? null;
+  for (const k in config) if (k !== 'config_key') out[k] = config[k];
+  if (run) for (const k in run) if (!Object.hasOwn(out, k)) out[k] = run[k];
+  return out;
 }
 
-export async function writeImagesYamlFile(path: string, images: ImagesFile): Promise<void> {
-  await writeFileAtomic(path, imagesYamlText(images));
+/** The images.yaml text: every variant in matrix order, with the run fields `run` gives for it. */
+export function imagesYamlText(
+  images: ImagesFile,
+  run?: (configKey: string) => RunFields | undefined,
+): string {
+  const out: Record<string, Record<string, unknown>> = {};
+  for (const key in images) out[key] = imagesYamlRecord(images[key]!, run?.(key));
+  return emitYaml(out);
+}
+
+export async function writeImagesYamlFile(
+  path: string,
+  images: ImagesFile,
+  run?: (configKey: string) => RunFields | undefined,
+): Promise<void> {
+  await writeFileAtomic(path, imagesYamlText(images, run));
 }
 
 /** The data of a YAML text: the fast reader for what we write, the YAML library for anything else. */
@@ -45,8 +99,11 @@ export function parseImagesYaml(text: string, path: string): ImagesFile {
       throw new UserError(`${path}: ${key}: expected an image config (a map), got ${JSON.stringify(value)}`);
     }
     // an explicit !!timestamp tag gives a Date; keep the text form
-    for (const [k, v] of Object.entries(value)) if (v instanceof Date) value[k] = v.toISOString();
-    const config = value as ImageConfig;
+    for (const [k, v] of Object.entries(value)) {
+      if (RUN_FIELDS.has(k)) delete value[k];
+      else if (v instanceof Date) value[k] = v.toISOString();
+    }
+    const config = value as unknown as ImageConfig;
     if (typeof config.config_key !== 'string') config.config_key = key;
     out[key] = config;
   }

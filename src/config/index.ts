@@ -1,7 +1,7 @@
 // Public API of the config module (the pipeline calls only these).
 import { relative } from 'node:path';
 import type { Logger } from 'pino';
-import { readImagesYamlFile, writeImagesYamlFile } from './images-yaml.js';
+import { type RunFields, readImagesYamlFile, writeImagesYamlFile } from './images-yaml.js';
 import { findTopLevel, loadTree } from './load.js';
 import { AlpineReleases } from './releases.js';
 import { type ResolveStats, resolveMatrix } from './resolve.js';
@@ -9,6 +9,7 @@ import type { ImagesFile } from './types.js';
 import { stageWorkDir } from './workdir.js';
 
 export { ConfigError } from './errors.js';
+export { RUN_FIELDS, type RunFields } from './images-yaml.js';
 export { PROJECT_PLACEHOLDER } from './project.js';
 export { dimensionKeys, selectVariants } from './select.js';
 export type { ImageConfig, ImagesFile } from './types.js';
@@ -107,7 +108,11 @@ export async function loadImagesYaml(path: string): Promise<ImagesFile | undefin
   return await readImagesYamlFile(path);
 }
 
-/** Atomic write of work/images.yaml. */
-export async function writeImagesYaml(path: string, images: ImagesFile): Promise<void> {
-  await writeImagesYamlFile(path, images);
+/** Atomic write of work/images.yaml, with the run fields (state, plan) `run` gives per config_key. */
+export async function writeImagesYaml(
+  path: string,
+  images: ImagesFile,
+  run?: (configKey: string) => RunFields | undefined,
+): Promise<void> {
+  await writeImagesYamlFile(path, images, run);
 }

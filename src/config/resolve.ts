@@ -28,17 +28,6 @@ export interface ResolveStats {
   endOfLife: number;
 }
 
-/** the state fields every resolved variant starts with (filled by later steps) */
-export const STATE_FIELDS = [
-  'built',
-  'uploaded',
-  'imported',
-  'signed',
-  'published',
-  'released',
-  'artifacts',
-] as const;
-
 interface Dimension {
   readonly name: string;
   readonly keys: readonly string[];
@@ -366,8 +355,8 @@ export async function resolveMatrix(
     const release = versionInfo.get(version)!.release;
     const imageKey = dimMap.map(([name, k]) => (name === 'version' ? release : k)).join('-');
 
+    // (images.yaml shows the run's state fields after config_key: the serializer puts them there)
     const start: PlainObject = { config_key: configKey };
-    for (const f of STATE_FIELDS) start[f] = null;
     start.image_key = imageKey;
     start.release = release;
     for (const [name, k] of dimMap) start[name] = k;

@@ -1,5 +1,6 @@
 /**
- * One resolved image variant, as written to work/images.yaml (keyed by config_key).
+ * One resolved image variant, as written to work/images.yaml (keyed by config_key). Read-only during a run: what
+ * the steps do to an image is its state (src/state/image-state.ts), kept apart.
  * Field names and value shapes follow alpine-cloud-images so tooling that reads its images.yaml keeps working.
  */
 export interface ImageConfig {
@@ -53,20 +54,6 @@ export interface ImageConfig {
     iso_url?: string;
     [k: string]: unknown;
   };
-  // ---- state (filled by the state step and later steps) ----
-  revision?: number;
-  built?: string | null;
-  uploaded?: string | null;
-  imported?: string | null;
-  import_id?: string | null;
-  import_region?: string | null;
-  signed?: string | null;
-  published?: string | null;
-  released?: string | null;
-  artifacts?: Record<string, string> | null;
-  actions?: string[];
-  undo?: string[];
-  state_updated?: string;
   [key: string]: unknown;
 }
 

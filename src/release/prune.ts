@@ -187,7 +187,7 @@ export async function planPrune(ctx: PruneContext): Promise<{
     const k = info(table, i.config.image_key);
     noteEol(k, i.config.end_of_life, i.config.version);
     if (i.revision > k.newest) k.newest = i.revision;
-    if (i.config.released) noteRev(k, i.revision, true);
+    if (i.state.released) noteRev(k, i.revision, true);
   }
   const classified: { listed: ListedCloudImage; imageKey: string; revision: number }[] = [];
   for (const listed of cloudImages) {

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
-import { parse } from 'yaml';
 import type { Image, ImageMetadata } from '../state/image.js';
+import { parseMetadata } from '../state/metadata.js';
 import type { Storage, StoragePool } from '../storage/types.js';
 import { errorMessage, UserError } from '../util/errors.js';
 
@@ -138,18 +138,6 @@ export async function retrieveSome(
   return got;
 }
 
-function parseMetadata(text: string, where: string): ImageMetadata {
-  let data: unknown;
-  try {
-    data = parse(text);
-  } catch (err) {
-    throw new Error(`${where}: not valid YAML: ${errorMessage(err)}`);
-  }
-  if (!data || typeof data !== 'object' || Array.isArray(data))
-    throw new Error(`${where}: not a YAML mapping`);
-  return data as ImageMetadata;
-}
-
 /**
  * List every storage location of the given variants once, read every revision's metadata (of any release of the
  * variant's version, so older point releases are found too) and group each revision's files. Files of the
@@ -210,7 +198,7 @@ export async function scanStorage(
         }
         let meta: ImageMetadata;
         try {
-          meta = parseMetadata(await readFile(join(dir, file), 'utf8'), `${url}/${file}`);
+          meta = parseMetadata(await readFile(join(dir, file), 'utf8'), `${url}/${file}`).meta;
         } catch (err) {
           const msg = errorMessage(err);
           log.warn(msg);

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { ImageConfig } from '../config/types.js';
+import { emptyState, type ImageState, STATE_TAGS, stateTags } from './image-state.js';
 
 /** Fill `{key}` placeholders from `values`; unknown placeholders are left as they are. */
 export function fillPlaceholders(template: string, values: Record<string, unknown>): string {
@@ -9,17 +10,8 @@ export function fillPlaceholders(template: string, values: Record<string, unknow
   });
 }
 
-/** Step timestamps and ids kept in metadata when set. */
-export const OPTIONAL_TAGS = [
-  'built',
-  'uploaded',
-  'imported',
-  'import_id',
-  'import_region',
-  'signed',
-  'published',
-  'released',
-] as const;
+/** Step timestamps and ids kept in metadata (and as cloud tags) when set. */
+export const OPTIONAL_TAGS = STATE_TAGS;
 
 export interface ImageTags {
   arch: string;
@@ -53,20 +45,33 @@ export interface ImageMetadata extends ImageTags {
 }
 
 /**
- * Derived names and paths of one image variant. Pure: nothing here touches the disk.
- * `revision` defaults to 0 until the state step has found the latest revision in storage.
+ * One image variant: its configuration (read-only, resolved at `configs`), its state (what the steps did to its
+ * current revision) and the names and paths derived from both. Pure: nothing here touches the disk.
+ * The revision is 0 until the state step has found the latest revision in storage.
  */
 export class Image {
   readonly config: ImageConfig;
   readonly workDir: string;
+  #state: ImageState;
 
-  constructor(config: ImageConfig, workDir: string) {
+  constructor(config: ImageConfig, workDir: string, state: ImageState = emptyState()) {
     this.config = config;
     this.workDir = workDir;
+    this.#state = state;
+  }
+
+  /** what the steps have done to the current revision */
+  get state(): ImageState {
+    return this.#state;
+  }
+
+  /** Record a step's result: `image.record(stateAfter.built(image.state, at))` (see image-state.ts). */
+  record(state: ImageState): void {
+    this.#state = state;
   }
 
   get revision(): number {
-    return this.config.revision ?? 0;
+    return this.#state.revision;
   }
 
   get vVersion(): string {
@@ -158,10 +163,6 @@ export class Image {
       revision: this.revision,
       version: c.version,
     };
-    for (const k of OPTIONAL_TAGS) {
-      const v = c[k];
-      if (typeof v === 'string' && v) t[k] = v;
-    }
-    return t;
+    return { ...t, ...stateTags(this.#state) };
   }
 }

@@ -6,8 +6,9 @@ import type { OptionalStep, Step } from '../steps/steps.js';
 import type { StoragePool } from '../storage/types.js';
 import { errorMessage, UserError } from '../util/errors.js';
 import { exists } from '../util/fs.js';
-import type { Image, ImageMetadata } from './image.js';
-import { applyMetadata, clearState, readMetadata, revisionFromName } from './metadata.js';
+import type { Image } from './image.js';
+import { type ImageState, stateAfter } from './image-state.js';
+import { readMetadata, revisionFromName } from './metadata.js';
 import { type Plan, type PlanInput, planActions } from './plan.js';
 
 export interface StateContext {
@@ -23,7 +24,8 @@ export interface StateContext {
 
 export type MetadataSource = 'storage' | 'local' | 'none';
 
-export interface ImageState {
+/** One selected image after the state step: its state is loaded, its actions are planned. */
+export interface PlannedImage {
   readonly image: Image;
   readonly plan: Plan;
   /** where the latest revision's metadata came from */
@@ -42,22 +44,23 @@ async function localRevisions(image: Image): Promise<number[]> {
   return files.map((f) => revisionFromName(image, f)).filter((r): r is number => r !== undefined);
 }
 
-function newer(a: ImageMetadata | undefined, b: ImageMetadata | undefined): boolean {
+function newer(a: ImageState | undefined, b: ImageState | undefined): boolean {
   if (!a) return false;
   if (!b) return true;
-  return String(a.metadata_updated ?? '') > String(b.metadata_updated ?? '');
+  return (a.metadata_updated ?? '') > (b.metadata_updated ?? '');
 }
 
 /**
  * Find the latest revision of one variant in storage and locally, load its metadata (storage wins unless the
- * local copy is newer, e.g. after a crash between the local write and the upload), and put it in image.config.
+ * local copy is newer, e.g. after a crash between the local write and the upload), and record it as the image's
+ * state. Metadata that fails its checks is refused before it is copied into work/.
  */
 export async function loadLatestMetadata(
   image: Image,
   pool: StoragePool,
   listDir: (url: string) => Promise<string[]> = (url) => pool.get(url).list(),
 ): Promise<{ source: MetadataSource; unsynced: boolean }> {
-  clearState(image);
+  image.record(stateAfter.revision(image.state, 0));
   const storage = image.storageUrl ? pool.get(image.storageUrl) : undefined;
   const remoteFiles = image.storageUrl ? await listDir(image.storageUrl) : [];
   const remote = remoteFiles
@@ -66,9 +69,9 @@ export async function loadLatestMetadata(
   const local = await localRevisions(image);
   if (remote.length === 0 && local.length === 0) return { source: 'none', unsynced: false };
   const latest = Math.max(...remote, ...local);
-  image.config.revision = latest;
+  image.record(stateAfter.revision(image.state, latest));
   const file = image.metadataFile;
-  const localMeta = local.includes(latest) ? await readMetadata(image.metadataPath) : undefined;
+  const localMeta = local.includes(latest) ? (await readMetadata(image.metadataPath))?.state : undefined;
   let meta = localMeta;
   let source: MetadataSource = 'local';
   let unsynced = false;
@@ -77,7 +80,7 @@ export async function loadLatestMetadata(
     await mkdir(tmpDir, { recursive: true });
     try {
       await storage.retrieve(tmpDir, [file], { checksum: true });
-      const remoteMeta = await readMetadata(join(tmpDir, file));
+      const remoteMeta = (await readMetadata(join(tmpDir, file), `${file} in storage`))?.state;
       if (!localMeta || !newer(localMeta, remoteMeta)) {
         await rename(join(tmpDir, file), image.metadataPath);
         if (await exists(join(tmpDir, `${file}.sha512`))) {
@@ -93,22 +96,22 @@ export async function loadLatestMetadata(
     }
   }
   if (!meta) return { source: 'none', unsynced: false };
-  if (Number(meta.revision) !== latest) {
+  if (meta.revision !== latest) {
     throw new UserError(
       `${image.metadataFile}: metadata says revision ${String(meta.revision)}, its name says r${latest}`,
     );
   }
-  applyMetadata(image, meta);
-  if (source === 'local' && image.config.uploaded && !remote.includes(latest)) {
+  image.record(meta);
+  if (source === 'local' && meta.uploaded && !remote.includes(latest)) {
     // stopped after the local metadata write of the upload step, before the metadata reached storage:
     // the upload is not finished until storage has the metadata, so it runs again (and overwrites)
-    image.config.uploaded = null;
+    image.record(stateAfter.uploadUnconfirmed(image.state));
   }
   return { source, unsynced };
 }
 
 /** The state step: load every selected variant's latest metadata and plan its actions (parallel, bounded). */
-export async function refreshState(images: readonly Image[], ctx: StateContext): Promise<ImageState[]> {
+export async function refreshState(images: readonly Image[], ctx: StateContext): Promise<PlannedImage[]> {
   // metadata look-ups are small and network-bound: more of them in flight than builds
   const limit = pLimit(Math.max(ctx.parallel, 32));
   // variants share storage directories (version/cloud/arch): list each directory once
@@ -132,20 +135,20 @@ export async function refreshState(images: readonly Image[], ctx: StateContext):
             ? err
             : new UserError(`${image.config.config_key}: cannot load state: ${errorMessage(err)}`);
         }
-        const c = image.config;
+        const s = image.state;
         const input: PlanInput = {
           target: ctx.target,
-          revision: image.revision,
-          built: c.built,
-          uploaded: c.uploaded,
-          imported: c.imported,
-          signed: c.signed,
-          published: c.published,
-          released: c.released,
+          revision: s.revision,
+          built: s.built,
+          uploaded: s.uploaded,
+          imported: s.imported,
+          signed: s.signed,
+          published: s.published,
+          released: s.released,
           localBuild: await exists(image.uploadPath),
           disable: ctx.disable,
           revise: ctx.revise,
-          cloudActions: ctx.cloudActions(c.cloud),
+          cloudActions: ctx.cloudActions(image.config.cloud),
           canSign: image.signingConfigured,
         };
         const plan = planActions(input);
@@ -155,8 +158,6 @@ export async function refreshState(images: readonly Image[], ctx: StateContext):
           plan.undo = preview.undo;
           plan.rollbackBlocked = preview.rollbackBlocked;
         }
-        c.actions = plan.actions;
-        c.undo = plan.undo;
         return { image, plan, ...loaded };
       }),
     ),

@@ -4,6 +4,7 @@ import { formatPublishSummary } from '../../clouds/index.js';
 import type { RegionFailure } from '../../clouds/types.js';
 import { releaseImage, signImage } from '../release/index.js';
 import type { Image } from '../state/image.js';
+import { stateAfter } from '../state/image-state.js';
 import type { UndoAction } from '../state/plan.js';
 import { crashPoint } from '../util/crash.js';
 import { errorMessage, UserError } from '../util/errors.js';
@@ -73,7 +74,7 @@ async function stepLocal(images: readonly Image[], ctx: RunContext): Promise<Ste
       failures.push(failure(image, 'local', `${why}${r ? ` (log: ${r.logFile})` : ''}`));
       continue;
     }
-    image.config.built = ctx.now().toISOString();
+    image.record(stateAfter.built(image.state, ctx.now().toISOString()));
     await saveMetadata(image, ctx);
   }
   return failures;
@@ -87,7 +88,7 @@ async function upload(image: Image, ctx: RunContext): Promise<void> {
   const storage = ctx.pool.get(image.storageUrl);
   await storage.store(image.localDir, [image.uploadFile], { checksum: true });
   crashPoint('upload:after-image');
-  image.config.uploaded = ctx.now().toISOString();
+  image.record(stateAfter.uploaded(image.state, ctx.now().toISOString()));
   await saveMetadata(image, ctx);
 }
 
@@ -110,27 +111,22 @@ async function importImage(image: Image, ctx: RunContext): Promise<void> {
   if (!plugin.importImage) throw new UserError(`cloud ${plugin.name} cannot import images`);
   await ensureLocalImage(image, ctx);
   const r = await plugin.importImage(image, ctx.cloudContext);
-  Object.assign(image.config, {
-    imported: r.imported,
-    import_id: r.import_id,
-    import_region: r.import_region,
-  });
+  image.record(stateAfter.imported(image.state, r));
   await saveMetadata(image, ctx);
 }
 
 async function sign(image: Image, ctx: RunContext): Promise<void> {
   const r = await signImage(image, { log: ctx.log, env: process.env });
-  if (image.storageUrl && image.config.uploaded && r.files.length > 0) {
+  if (image.storageUrl && image.state.uploaded && r.files.length > 0) {
     await ctx.pool.get(image.storageUrl).store(image.localDir, r.files, { checksum: false });
   }
-  image.config.signed = r.signed;
-  if (r.fingerprint) image.config.signing_key_fingerprint = r.fingerprint;
+  image.record(stateAfter.signed(image.state, r));
   await saveMetadata(image, ctx);
 }
 
 async function release(image: Image, ctx: RunContext): Promise<void> {
   await releaseImage(image, { log: ctx.log, env: process.env });
-  image.config.released = ctx.now().toISOString();
+  image.record(stateAfter.released(image.state, ctx.now().toISOString()));
   await saveMetadata(image, ctx);
 }
 
@@ -159,18 +155,12 @@ export async function runStep(
         const plugin = ctx.cloud(image.config.cloud);
         if (!plugin.publishImage) throw new UserError(`cloud ${plugin.name} cannot publish images`);
         const r = await plugin.publishImage(image, ctx.cloudContext);
-        if (r.reimported) {
-          // the source image was gone and publish imported it again
-          const { imported, import_id, import_region } = r.reimported;
-          Object.assign(image.config, { imported, import_id, import_region });
-        }
-        image.config.artifacts = { ...(image.config.artifacts ?? {}), ...r.artifacts };
+        // the source image was gone and publish imported it again
+        if (r.reimported) image.record(stateAfter.imported(image.state, r.reimported));
         ctx.log.info({ image: image.imageName }, `\n${formatPublishSummary(image.imageName, r)}`);
-        if (r.failures.length > 0) {
-          regionFailures.push({ image: image.imageName, failures: r.failures });
-        } else {
-          image.config.published = r.published ?? ctx.now().toISOString();
-        }
+        if (r.failures.length > 0) regionFailures.push({ image: image.imageName, failures: r.failures });
+        const published = r.failures.length > 0 ? undefined : (r.published ?? ctx.now().toISOString());
+        image.record(stateAfter.published(image.state, { artifacts: r.artifacts, published }));
         await saveMetadata(image, ctx);
         if (r.failures.length > 0) {
           throw new Error(`publishing failed in ${r.failures.map((f) => f.region).join(', ')}`);
@@ -183,13 +173,13 @@ export async function runStep(
 
 /** Undo (rollback, or the local files of a revision bumped by --revise). */
 export async function undoImage(image: Image, undo: readonly UndoAction[], ctx: RunContext): Promise<void> {
-  const c = image.config;
-  if (undo.includes('import') && c.import_id) {
-    const plugin = ctx.cloud(c.cloud);
+  const importId = image.state.import_id;
+  if (undo.includes('import') && importId) {
+    const plugin = ctx.cloud(image.config.cloud);
     if (!plugin.deleteImage) throw new UserError(`cloud ${plugin.name} cannot delete imported images`);
-    ctx.log.warn({ image: image.imageName }, `deleting imported image ${c.import_id}`);
-    await plugin.deleteImage(image, c.import_id, ctx.cloudContext);
-    Object.assign(c, { imported: null, import_id: null, import_region: null });
+    ctx.log.warn({ image: image.imageName }, `deleting imported image ${importId}`);
+    await plugin.deleteImage(image, importId, ctx.cloudContext);
+    image.record(stateAfter.importRemoved(image.state));
   }
   if (undo.includes('upload') && image.storageUrl) {
     ctx.log.warn({ image: image.imageName }, `removing uploaded files from ${image.storageUrl}`);
@@ -200,12 +190,12 @@ export async function undoImage(image: Image, undo: readonly UndoAction[], ctx: 
     const storage = ctx.pool.get(image.storageUrl);
     await storage.remove(meta);
     await storage.remove(rest);
-    c.uploaded = null;
+    image.record(stateAfter.uploadRemoved(image.state));
   }
   if (undo.includes('local')) {
     ctx.log.warn({ image: image.imageName }, `removing local build directory ${image.localDir}`);
     await rm(image.localDir, { recursive: true, force: true });
-    c.built = null;
+    image.record(stateAfter.localRemoved(image.state));
   }
 }
 

@@ -10,7 +10,7 @@ import type { RunContext } from './context.js';
 export async function saveMetadata(image: Image, ctx: RunContext): Promise<void> {
   await writeMetadata(image, ctx.now());
   crashPoint('metadata:after-local-write');
-  if (image.config.uploaded && image.storageUrl) {
+  if (image.state.uploaded && image.storageUrl) {
     await ctx.pool.get(image.storageUrl).store(image.localDir, [image.metadataFile], { checksum: true });
     crashPoint('metadata:after-store');
   }

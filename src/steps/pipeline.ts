@@ -8,7 +8,8 @@ import { selectVariants, writeImagesYaml } from '../config/index.js';
 import type { ImagesFile } from '../config/types.js';
 import { formatPruneReport, prune, writeCatalog } from '../release/index.js';
 import { Image } from '../state/image.js';
-import { refreshState } from '../state/refresh.js';
+import { stateAfter } from '../state/image-state.js';
+import { type PlannedImage, refreshState } from '../state/refresh.js';
 import { createStoragePool } from '../storage/index.js';
 import { lockWorkDir } from '../util/lock.js';
 import { configsStep } from './configs.js';
@@ -81,7 +82,6 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
   }
 
   const target = options.command;
-  // the selected configs are the objects in `images`: what the steps record on them goes back to images.yaml
   const selected = selectVariants(images, options.only, options.skip).map(
     (c) => new Image(c, options.workDir),
   );
@@ -98,31 +98,23 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
   for (const s of states) {
     for (const n of s.plan.notes) log.debug({ image: s.image.imageName }, n);
   }
+  // images.yaml shows each selected image's state and plan beside its configuration
+  const planned = new Map(states.map((s) => [s.image.config.config_key, s]));
+  const imagesPath = join(options.workDir, 'images.yaml');
+  const saveImagesYaml = () => writeImagesYaml(imagesPath, images, (key) => runFields(planned.get(key)));
 
   // --revise: start the new revision (the old revision's local files go, unless only reporting)
   for (const s of states.filter((x) => x.plan.revised)) {
     if (target !== 'state') {
       await undoImage(s.image, s.plan.undo, ctx);
-      Object.assign(s.image.config, {
-        revision: s.plan.revision,
-        built: null,
-        uploaded: null,
-        imported: null,
-        import_id: null,
-        import_region: null,
-        signed: null,
-        published: null,
-        released: null,
-        artifacts: null,
-        signing_key_fingerprint: null,
-      });
+      s.image.record(stateAfter.revision(s.image.state, s.plan.revision));
       log.warn({ image: s.image.imageName }, `revision bumped to r${s.plan.revision}`);
     } else {
       log.warn({ image: s.image.nameFor(s.plan.revision) }, `would bump revision to r${s.plan.revision}`);
     }
   }
 
-  await writeImagesYaml(join(options.workDir, 'images.yaml'), images);
+  await saveImagesYaml();
   out(planTable(states));
 
   const idle = states.every((s) => s.plan.actions.length === 0);
@@ -150,7 +142,7 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
       todo.map((s) => ({ image: s.image, undo: s.plan.undo })),
       ctx,
     );
-    await writeImagesYaml(join(options.workDir, 'images.yaml'), images);
+    await saveImagesYaml();
     return finish(failures, [], out);
   }
 
@@ -170,7 +162,7 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
     for (const f of outcome.failures) failed.add(f.configKey);
     failures.push(...outcome.failures);
     regionFailures.push(...outcome.regionFailures);
-    await writeImagesYaml(join(options.workDir, 'images.yaml'), images);
+    await saveImagesYaml();
   }
 
   if (target === 'release' && states.some((s) => s.plan.actions.includes('release'))) {
@@ -181,6 +173,11 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
     }
   }
   return finish(failures, regionFailures, out);
+}
+
+function runFields(p: PlannedImage | undefined): Record<string, unknown> | undefined {
+  if (!p) return undefined;
+  return { ...p.image.state, actions: p.plan.actions, undo: p.plan.undo };
 }
 
 function catalogDir(images: readonly Image[]): string | undefined {

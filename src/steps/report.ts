@@ -1,5 +1,5 @@
 import type { RegionFailure } from '../../clouds/types.js';
-import type { ImageState } from '../state/refresh.js';
+import type { PlannedImage } from '../state/refresh.js';
 import type { StepFailure } from './context.js';
 
 function table(rows: string[][]): string {
@@ -10,7 +10,7 @@ function table(rows: string[][]): string {
 }
 
 /** The plan table printed by the state step: image, actions, and what a rollback would undo. */
-export function planTable(states: readonly ImageState[]): string {
+export function planTable(states: readonly PlannedImage[]): string {
   const rows = [['IMAGE', 'ACTIONS', 'UNDO']];
   for (const s of states) {
     const undo = s.plan.rollbackBlocked ? 'refused (published/released)' : s.plan.undo.join(' ') || '-';

@@ -6,18 +6,23 @@
 import { getCloud } from '../../clouds/index.js';
 import type { ImageConfig } from '../../src/config/types.js';
 import { Image } from '../../src/state/image.js';
+import { emptyState } from '../../src/state/image-state.js';
 import { createLogger } from '../../src/util/log.js';
 
 const input = JSON.parse(process.env.AWS_CHILD_INPUT ?? '{}') as {
   config: ImageConfig;
+  revision?: number;
   workDir: string;
   env: Record<string, string>;
 };
 const log = createLogger({ format: 'json', debug: false, color: false });
-const result = await getCloud('aws').importImage!(new Image(input.config, input.workDir), {
-  log,
-  useBroker: false,
-  env: input.env,
-  workDir: input.workDir,
-});
+const result = await getCloud('aws').importImage!(
+  new Image(input.config, input.workDir, emptyState(input.revision ?? 0)),
+  {
+    log,
+    useBroker: false,
+    env: input.env,
+    workDir: input.workDir,
+  },
+);
 process.stdout.write(`${JSON.stringify(result)}\n`);

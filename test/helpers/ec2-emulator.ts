@@ -9,6 +9,7 @@ import type { CloudContext } from '../../clouds/types.js';
 import { type Ec2Emulator, type Ec2EmulatorOptions, startEc2Emulator } from '../../emulators/ec2/server.js';
 import type { ImageConfig } from '../../src/config/types.js';
 import { Image } from '../../src/state/image.js';
+import { emptyState } from '../../src/state/image-state.js';
 import { REDACT_PATHS } from '../../src/util/log.js';
 
 export type { Ec2Emulator } from '../../emulators/ec2/server.js';
@@ -96,13 +97,16 @@ export function awsConfig(overrides: Partial<ImageConfig> = {}): ImageConfig {
     qemu: {},
     access: { PUBLIC: true },
     regions: { 'us-west-2': true, 'us-east-1': true, 'eu-west-1': true },
-    revision: 0,
     ...overrides,
   };
 }
 
-export function awsImage(workDir: string, overrides: Partial<ImageConfig> = {}): Image {
-  return new Image(awsConfig(overrides), workDir);
+/** An AWS image at `revision` (0 unless given). */
+export function awsImage(
+  workDir: string,
+  { revision, ...overrides }: Partial<ImageConfig> & { revision?: number } = {},
+): Image {
+  return new Image(awsConfig(overrides), workDir, emptyState(revision ?? 0));
 }
 
 export interface CapturedContext {

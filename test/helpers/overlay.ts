@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import type { ImageConfig, ImagesFile } from '../../src/config/types.js';
 import { Image } from '../../src/state/image.js';
+import { emptyState, stateAfter } from '../../src/state/image-state.js';
 import { ROOT } from './cli.js';
 
 export const RELEASES_URL = `file://${join(ROOT, 'test', 'fixtures', 'releases.json')}`;
@@ -86,14 +87,13 @@ export async function fakeLocalBuild(
   workDir: string,
   size = 1024 * 1024,
 ): Promise<Image> {
-  const image = new Image({ ...config, revision: config.revision ?? 0 }, workDir);
+  const image = new Image(config, workDir, stateAfter.built(emptyState(), '2026-11-20T10:00:00.000Z'));
   await mkdir(image.localDir, { recursive: true });
   const data = Buffer.alloc(size);
   for (let i = 0; i < size; i += 4096) data.writeUInt32LE(i ^ 0x5eed, i);
   await writeFile(image.uploadPath, data);
   const { createHash } = await import('node:crypto');
   await writeFile(`${image.uploadPath}.sha512`, `${createHash('sha512').update(data).digest('hex')}\n`);
-  image.config.built = '2026-11-20T10:00:00.000Z';
   const { writeMetadata } = await import('../../src/state/metadata.js');
   await writeMetadata(image, new Date('2026-11-20T10:00:00.000Z'));
   return image;

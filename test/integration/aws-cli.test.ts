@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import type { ImageConfig } from '../../src/config/types.js';
 import { Image } from '../../src/state/image.js';
+import { emptyState, stateAfter } from '../../src/state/image-state.js';
 import { writeMetadata } from '../../src/state/metadata.js';
 import {
   type BrokerEmulator,
@@ -70,19 +71,18 @@ async function prepare(name: string, revision = 0): Promise<{ work: string; imag
 }
 
 async function fakeBuild(config: ImageConfig, work: string, revision: number): Promise<Image> {
-  const image = new Image({ ...config, revision }, work);
+  const image = new Image(config, work, stateAfter.built(emptyState(revision), '2026-11-20T10:00:00.000Z'));
   await writeFixedVhd(image.imagePath, 1);
   const sum = createHash('sha512')
     .update(await readFile(image.imagePath))
     .digest('hex');
   await writeFile(`${image.imagePath}.sha512`, `${sum}\n`);
-  image.config.built = '2026-11-20T10:00:00.000Z';
   await writeMetadata(image, new Date('2026-11-20T10:00:00.000Z'));
   return image;
 }
 
 async function meta(image: Image, revision = image.revision) {
-  const img = new Image({ ...image.config, revision }, image.workDir);
+  const img = new Image(image.config, image.workDir, emptyState(revision));
   return parse(await readFile(img.metadataPath, 'utf8')) as Record<string, unknown>;
 }
 

@@ -146,7 +146,12 @@ describe('aws plugin against the EC2 emulator', () => {
       {
         env: {
           ...process.env,
-          AWS_CHILD_INPUT: JSON.stringify({ config: image.config, workDir: image.workDir, env }),
+          AWS_CHILD_INPUT: JSON.stringify({
+            config: image.config,
+            revision: image.revision,
+            workDir: image.workDir,
+            env,
+          }),
         },
         stdio: ['ignore', 'pipe', 'pipe'],
       },

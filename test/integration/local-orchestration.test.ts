@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildLocal, type LocalBuildResult } from '../../src/build/index.js';
 import type { BuildOptions } from '../../src/cli/options.js';
 import { Image } from '../../src/state/image.js';
+import { emptyState } from '../../src/state/image-state.js';
 import { LOCAL_FIXTURES, makeTestKey, memoryLog, publishIso, REPO_ROOT } from '../fixtures/local/mirror.js';
 import { sampleConfig } from '../fixtures/local/sample.js';
 
@@ -61,6 +62,7 @@ describe.skipIf(!hasQemuImg)('buildLocal orchestration (stand-in packer)', () =>
           ...over,
         }),
         work,
+        emptyState(3),
       );
     images = [
       variant('one-vhd', {

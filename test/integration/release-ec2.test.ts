@@ -12,6 +12,7 @@ import type { CloudContext } from '../../clouds/types.js';
 import type { ImageConfig } from '../../src/config/types.js';
 import { generateCatalog, type PruneItem, prune } from '../../src/release/index.js';
 import { Image } from '../../src/state/image.js';
+import { emptyState } from '../../src/state/image-state.js';
 import { createStoragePool } from '../../src/storage/index.js';
 import type { StoragePool } from '../../src/storage/types.js';
 import { silentLogger } from '../../src/util/log.js';
@@ -41,7 +42,7 @@ const importIds: Record<string, string> = {};
 const stored: Record<string, StoredRevisionFixture> = {};
 
 async function importAndPublish(cfg: ImageConfig, revision: number, publish: boolean): Promise<void> {
-  const image = new Image({ ...cfg, revision }, join(root, 'work'));
+  const image = new Image(cfg, join(root, 'work'), emptyState(revision));
   await writeFixedVhd(image.imagePath, 1);
   const imp = await aws.importImage!(image, ctx);
   Object.assign(image.config, imp);
@@ -78,7 +79,7 @@ beforeAll(async () => {
   // X: an end-of-life version, published and released
   await importAndPublish(x, 0, true);
 
-  const name = (cfg: ImageConfig, r: number) => new Image({ ...cfg, revision: r }, root).imageName;
+  const name = (cfg: ImageConfig, r: number) => new Image(cfg, root, emptyState(r)).imageName;
   stored.p0 = await storeRevision(p, 0, {
     released: '2025-02-01T00:00:00Z',
     artifacts: artifacts[name(p, 0)]!,

@@ -14,11 +14,12 @@ import {
 } from '../../src/build/variant.js';
 import type { ImageConfig } from '../../src/config/types.js';
 import { Image } from '../../src/state/image.js';
+import { emptyState } from '../../src/state/image-state.js';
 import { sampleConfig } from '../fixtures/local/sample.js';
 
 describe('scriptEnvironment', () => {
   it('passes every setting the setup scripts read, by the original names', () => {
-    const env = scriptEnvironment(new Image(sampleConfig(), '/w'), false);
+    const env = scriptEnvironment(new Image(sampleConfig(), '/w', emptyState(3)), false);
     const names = env.map((e) => e.slice(0, e.indexOf('=')));
     expect(names).toEqual([
       'DEBUG',

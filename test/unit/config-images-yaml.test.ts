@@ -27,6 +27,36 @@ afterAll(async () => {
 });
 
 describe('work/images.yaml', () => {
+  it('is the one serializer of the configuration: the original layout, and read back to the same value', () => {
+    const text = imagesYamlText(images);
+    const first = Object.values(YAML.parse(text) as Record<string, Record<string, unknown>>)[0]!;
+    // alpine-cloud-images' layout: config_key, then the run's state fields (null until set), then the settings
+    expect(Object.keys(first).slice(0, 9)).toEqual([
+      'config_key',
+      'built',
+      'uploaded',
+      'imported',
+      'signed',
+      'published',
+      'released',
+      'artifacts',
+      'image_key',
+    ]);
+    const back = parseImagesYaml(text, 'images.yaml');
+    expect(back).toEqual(images);
+    expect(imagesYamlText(back)).toBe(text);
+  });
+
+  it('shows the run fields it is given beside the configuration, and leaves them out when read back', () => {
+    const key = Object.keys(images)[0]!;
+    const run = { built: '2026-11-20T10:00:00.000Z', revision: 3, actions: ['upload'], undo: [] };
+    const text = imagesYamlText(images, (k) => (k === key ? run : undefined));
+    const shown = (YAML.parse(text) as Record<string, Record<string, unknown>>)[key]!;
+    expect(shown).toMatchObject({ built: '2026-11-20T10:00:00.000Z', uploaded: null, revision: 3 });
+    expect(Object.keys(shown).slice(-3)).toEqual(['revision', 'actions', 'undo']);
+    expect(parseImagesYaml(text, 'images.yaml')).toEqual(images);
+  });
+
   it('is written atomically and read back unchanged, in matrix order', async () => {
     const path = join(dir, 'images.yaml');
     await writeImagesYaml(path, images);
@@ -42,8 +72,8 @@ describe('work/images.yaml', () => {
 
   it('reads the same in YAML 1.2 and YAML 1.1 readers (versions, dates and numbers stay strings)', () => {
     const text = imagesYamlText(images);
-    expect(YAML.parse(text)).toEqual(images);
-    expect(YAML.parse(text, { version: '1.1' })).toEqual(images);
+    expect(YAML.parse(text)).toEqual(YAML.parse(text, { version: '1.1' }));
+    expect(parseImagesYaml(YAML.stringify(YAML.parse(text, { version: '1.1' })), 'x')).toEqual(images);
     expect(text).toContain('  version: "3.24"\n');
     expect(text).toContain('  end_of_life: "2028-05-01"\n');
     expect(text).toContain('  release: "20260301"\n');

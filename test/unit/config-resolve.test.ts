@@ -80,15 +80,9 @@ describe('the matrix', () => {
     ]);
     expect(stats).toEqual({ combinations: 8, variants: 8, excluded: 0, endOfLife: 0 });
     const c = only(images, '3.22-aarch64-aws');
-    expect(Object.keys(c).slice(0, 13)).toEqual([
+    // (the run's state fields are not part of the configuration: images.yaml shows them after config_key)
+    expect(Object.keys(c).slice(0, 6)).toEqual([
       'config_key',
-      'built',
-      'uploaded',
-      'imported',
-      'signed',
-      'published',
-      'released',
-      'artifacts',
       'image_key',
       'release',
       'version',
@@ -102,13 +96,6 @@ describe('the matrix', () => {
       version: '3.22',
       arch: 'aarch64',
       cloud: 'aws',
-      built: null,
-      uploaded: null,
-      imported: null,
-      signed: null,
-      published: null,
-      released: null,
-      artifacts: null,
       name: '{cloud}_alpine-3.22.4-aarch64-r{revision}',
       description: 'Alpine 3.22.4',
       end_of_life: '2027-05-01',

@@ -7,6 +7,7 @@ import pino, { type Logger } from 'pino';
 import { stringify } from 'yaml';
 import type { ImageConfig } from '../../src/config/types.js';
 import { Image, type ImageMetadata } from '../../src/state/image.js';
+import { emptyState } from '../../src/state/image-state.js';
 
 export interface VariantOptions {
   version: string;
@@ -71,8 +72,10 @@ export function variant(o: VariantOptions): ImageConfig {
   };
 }
 
-export function imageOf(config: ImageConfig, workDir: string): Image {
-  return new Image(config, workDir);
+/** The image of a fixture variant, at the revision the fixture gives it (0 unless set). */
+export function imageOf(config: ImageConfig & { revision?: number }, workDir: string): Image {
+  const { revision, ...rest } = config;
+  return new Image(rest, workDir, emptyState(revision ?? 0));
 }
 
 /** The same variant at another point release (as an older build in storage would have been named). */
@@ -118,7 +121,7 @@ export async function storeRevision(
   revision: number,
   o: StoredOptions = {},
 ): Promise<StoredRevisionFixture> {
-  const image = new Image({ ...config, revision }, '/nonexistent-work');
+  const image = imageOf({ ...config, revision }, '/nonexistent-work');
   const dir = new URL(config.storage_url!).pathname;
   await mkdir(dir, { recursive: true });
   const files: string[] = [];
