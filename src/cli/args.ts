@@ -12,6 +12,7 @@ import {
 } from '../steps/steps.js';
 import { UsageError } from '../util/errors.js';
 import { type BuildOptions, DEFAULT_CDN_URL, DEFAULT_RELEASES_URL } from './options.js';
+import { type ScaleOutFlags, scaleOutOptions } from './scale-out-args.js';
 
 export interface ParsedArgs {
   options: BuildOptions;
@@ -50,6 +51,7 @@ function stepsHelp(): string {
     '  ./build local --only aarch64 --parallel 2',
     '  ./build publish --use-broker',
     '  ./build configs --custom overlays/testing',
+    '  ./build matrix --ci github --shards 8      (then each job: ./build publish --shard I/8)',
   ].join('\n');
 }
 
@@ -91,6 +93,12 @@ function makeProgram(env: NodeJS.ProcessEnv): Command {
     )
     .option('--output <dir>', 'catalog: output directory (default: work/catalog or catalog_dir)')
     .option('--really', 'prune: really remove what the policy selects (default: list only)', false)
+    .option('--shard <i/n>', 'work as worker I of N over the shared storage, with leases (docs/scale-out.md)')
+    .option('--run-id <id>', 'sharded: id of the CI run the workers belong to (default: from the CI)')
+    .option('--lease-ttl <seconds>', 'sharded: lease time-to-live (default 300)')
+    .option('--ci <system>', 'matrix: github or gitlab')
+    .option('--shards <n>', 'matrix: number of jobs (default: one per image, at most 256)')
+    .option('--job-step <step>', 'matrix: the step each job runs with --shard (default publish)')
     .addHelpText('after', stepsHelp())
     .showSuggestionAfterError(true)
     .allowExcessArguments(false);
@@ -175,26 +183,28 @@ export function parseArgs(
   if (!allCommands.includes(step)) {
     throw new UsageError(`unknown step '${step}': expected one of ${allCommands.join(', ')}`);
   }
-  const o = program.opts<{
-    debug: boolean;
-    clean: boolean;
-    padUefiBinArch?: string[];
-    custom?: string[];
-    skip?: string[];
-    only?: string[];
-    revise: boolean;
-    useBroker: boolean;
-    color?: boolean;
-    parallel: string;
-    vars?: string[];
-    disable?: string[];
-    releasesUrl: string;
-    cdnUrl: string;
-    logFormat: 'pretty' | 'json';
-    workDir?: string;
-    output?: string;
-    really: boolean;
-  }>();
+  const o = program.opts<
+    {
+      debug: boolean;
+      clean: boolean;
+      padUefiBinArch?: string[];
+      custom?: string[];
+      skip?: string[];
+      only?: string[];
+      revise: boolean;
+      useBroker: boolean;
+      color?: boolean;
+      parallel: string;
+      vars?: string[];
+      disable?: string[];
+      releasesUrl: string;
+      cdnUrl: string;
+      logFormat: 'pretty' | 'json';
+      workDir?: string;
+      output?: string;
+      really: boolean;
+    } & ScaleOutFlags
+  >();
   const warnings: string[] = [];
 
   if (!/^\d+$/.test(o.parallel) || Number(o.parallel) < 1) {
@@ -204,9 +214,11 @@ export function parseArgs(
     throw new UsageError('--revise cannot be used with the rollback step');
   }
   if (o.really && step !== 'prune') throw new UsageError('--really is only valid with the prune command');
-  if (o.output !== undefined && step !== 'catalog' && step !== 'release') {
-    throw new UsageError('--output is only valid with the catalog and release commands');
+  if (o.output !== undefined && step !== 'catalog' && step !== 'release' && step !== 'matrix') {
+    throw new UsageError('--output is only valid with the catalog, release and matrix commands');
   }
+  const scaleOut = scaleOutOptions(step, o, env);
+  if (scaleOut?.shard && o.revise) throw new UsageError('--revise cannot be used with --shard');
   for (const arch of o.padUefiBinArch ?? []) {
     if (!ARCHES.includes(arch)) {
       throw new UsageError(`--pad-uefi-bin-arch ${arch}: expected one of ${ARCHES.join(', ')}`);
@@ -249,6 +261,7 @@ export function parseArgs(
     workDir,
     ...(o.output !== undefined ? { output: resolve(process.cwd(), o.output) } : {}),
     really: o.really,
+    ...(scaleOut ? { scaleOut } : {}),
   });
   return { options, warnings };
 }

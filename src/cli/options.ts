@@ -1,3 +1,4 @@
+import type { ShardSpec } from '../state/shard.js';
 import type { ExtraCommand, OptionalStep, Step } from '../steps/steps.js';
 import type { LogFormat } from '../util/log.js';
 
@@ -30,4 +31,20 @@ export interface BuildOptions {
   readonly output?: string;
   /** prune: really remove */
   readonly really: boolean;
+  /** many workers over one storage (--shard, matrix); absent for an ordinary run */
+  readonly scaleOut?: ScaleOutOptions;
+}
+
+/** Options of sharded runs and of the matrix command (docs/scale-out.md). */
+export interface ScaleOutOptions {
+  /** --shard I/N: this worker's shard; leases in storage keep workers off each other's images */
+  readonly shard?: ShardSpec;
+  /** --lease-ttl: how long a lease lasts without renewal, in ms */
+  readonly leaseTtlMs: number;
+  /** --run-id (or the CI's run id): workers of one run skip images another worker of it saw fail */
+  readonly runId: string;
+  /** matrix: the CI system, the number of jobs, and the step each job runs */
+  readonly ci?: 'github' | 'gitlab';
+  readonly shards?: number;
+  readonly jobStep: Step;
 }

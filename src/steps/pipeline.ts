@@ -15,8 +15,10 @@ import { lockWorkDir } from '../util/lock.js';
 import { configsStep } from './configs.js';
 import type { RunContext, StepFailure } from './context.js';
 import { runRollback, runStep, undoImage } from './image-steps.js';
+import { matrixCommand } from './matrix.js';
 import { saveMetadata } from './persist.js';
 import { failureTable, planTable, regionTable } from './report.js';
+import { runSharded } from './sharded.js';
 import { IMAGE_STEPS } from './steps.js';
 
 export interface RunDeps {
@@ -81,10 +83,14 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
     return items.some((i) => i.error) ? 1 : 0;
   }
 
+  if (options.command === 'matrix') return matrixCommand(images, options, out);
+
   const target = options.command;
   const selected = selectVariants(images, options.only, options.skip).map(
     (c) => new Image(c, options.workDir),
   );
+
+  if (options.scaleOut?.shard) return runSharded(images, selected, ctx, options.scaleOut, out);
 
   const states = await refreshState(selected, {
     target,

@@ -1,9 +1,10 @@
-import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { errorMessage } from '../util/errors.js';
 import { syncDir } from '../util/fs.js';
 import { BaseStorage, type BaseStorageOptions, NotFoundError, tempName } from './base.js';
+import { type ConditionalOps, PosixConditional, type PosixPrimitives } from './conditional.js';
 
 function isNotFound(err: unknown): boolean {
   return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
@@ -80,5 +81,65 @@ export class FileStorage extends BaseStorage {
 
   protected describe(err: unknown): string {
     return errorMessage(err);
+  }
+
+  private cond: ConditionalOps | undefined;
+
+  /** Create-only and compare-and-swap writes (link(2) and rename(2) in this directory). */
+  get conditional(): ConditionalOps {
+    this.cond ??= new PosixConditional(this.posixPrimitives());
+    return this.cond;
+  }
+
+  private posixPrimitives(): PosixPrimitives {
+    const path = (name: string) => join(this.dir, name);
+    const code = (err: unknown) => (err as NodeJS.ErrnoException | undefined)?.code;
+    return {
+      readRaw: async (name) => {
+        try {
+          return await readFile(path(name));
+        } catch (err) {
+          if (isNotFound(err)) return undefined;
+          throw err;
+        }
+      },
+      writeTemp: async (name, data) => {
+        await mkdir(this.dir, { recursive: true });
+        const tmp = tempName(name);
+        const fh = await open(path(tmp), 'wx', 0o644);
+        try {
+          await fh.writeFile(data);
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+        return tmp;
+      },
+      linkNew: async (temp, name) => {
+        try {
+          await link(path(temp), path(name));
+        } catch (err) {
+          if (code(err) === 'EEXIST') return false;
+          throw err;
+        }
+        await syncDir(this.dir);
+        return true;
+      },
+      renameAway: async (name, to) => {
+        try {
+          await rename(path(name), path(to));
+          return true;
+        } catch (err) {
+          if (isNotFound(err)) return false;
+          throw err;
+        }
+      },
+      replaceWith: async (temp, name) => {
+        await rename(path(temp), path(name));
+        await syncDir(this.dir);
+      },
+      unlink: (name) => rm(path(name), { force: true }),
+      tempName,
+    };
   }
 }

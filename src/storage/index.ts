@@ -1,11 +1,13 @@
 import type { Logger } from 'pino';
 import { UserError } from '../util/errors.js';
+import type { ConditionalOps } from './conditional.js';
 import { FileStorage } from './file.js';
 import type { S3Clients } from './s3.js';
 import type { SshConnections } from './ssh.js';
 import type { Storage, StoragePool } from './types.js';
 import { displayUrl, parseStorageUrl } from './url.js';
 
+export type { ConditionalOps, VersionedObject } from './conditional.js';
 export { globToRegExp, matchGlob } from './glob.js';
 export type { Storage, StoragePool } from './types.js';
 export { displayUrl, parseStorageUrl, type StorageLocation } from './url.js';
@@ -110,5 +112,26 @@ function lazyStorage(url: string, create: () => Promise<Storage>): Storage {
     retrieve: async (localDir, files, o) => (await b()).retrieve(localDir, files, o),
     list: async (pattern) => (await b()).list(pattern),
     remove: async (files) => (await b()).remove(files),
+    conditional: lazyConditional(b),
+  };
+}
+
+/** The conditional writes of a backend created on first use. */
+function lazyConditional(backend: () => Promise<Storage>): ConditionalOps {
+  let resolved: ConditionalOps | undefined;
+  const ops = async (): Promise<ConditionalOps> => {
+    const c = (await backend()).conditional;
+    if (!c) throw new Error('this storage has no conditional writes');
+    resolved = c;
+    return c;
+  };
+  return {
+    get requests() {
+      return resolved?.requests ?? 0;
+    },
+    read: async (name) => (await ops()).read(name),
+    create: async (name, data) => (await ops()).create(name, data),
+    replace: async (name, data, etag, o) => (await ops()).replace(name, data, etag, o),
+    remove: async (name, etag) => (await ops()).remove(name, etag),
   };
 }

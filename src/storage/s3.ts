@@ -19,6 +19,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import type { Logger } from 'pino';
 import { errorMessage, UserError } from '../util/errors.js';
 import { BaseStorage, type BaseStorageOptions, NotFoundError } from './base.js';
+import type { ConditionalOps, VersionedObject } from './conditional.js';
 import type { S3Location } from './url.js';
 
 /** Parts of 16 MiB, 4 in flight: large images go up as a multipart upload. */
@@ -357,5 +358,97 @@ export class S3Storage extends BaseStorage {
       return `cannot reach ${endpoint}: connection timed out`;
     if (code) return `cannot reach ${endpoint}: ${code}`;
     return name && !errorMessage(err).includes(name) ? `${name}: ${errorMessage(err)}` : errorMessage(err);
+  }
+
+  private cond: ConditionalOps | undefined;
+
+  /**
+   * Create-only and compare-and-swap writes: PutObject with If-None-Match: * or If-Match: <ETag>, DeleteObject
+   * with If-Match. A store that does not honour these headers accepts every write; the probe (lease.ts) finds
+   * that out before sharded work starts.
+   */
+  get conditional(): ConditionalOps {
+    if (this.cond) return this.cond;
+    const bucket = this.loc.bucket;
+    let count = 0;
+    const failedCondition = (err: unknown) => {
+      const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+      const name = errName(err);
+      // 412: the condition did not hold; 409 ConditionalRequestConflict: a concurrent conditional write won;
+      // 404 on If-Match: the object is gone
+      return (
+        status === 412 ||
+        status === 409 ||
+        name === 'PreconditionFailed' ||
+        name === 'NoSuchKey' ||
+        status === 404
+      );
+    };
+    const guard = async <T>(what: string, name: string, fn: () => Promise<T>): Promise<T> => {
+      count++;
+      try {
+        return await fn();
+      } catch (err) {
+        throw new UserError(`${this.where(name)}: ${what} failed: ${this.describe(err)}`);
+      }
+    };
+    this.cond = {
+      get requests() {
+        return count;
+      },
+      read: (name) =>
+        guard('conditional read', name, async (): Promise<VersionedObject | undefined> => {
+          try {
+            const res = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: this.key(name) }));
+            if (!(res.Body instanceof Readable)) throw new Error('GetObject returned no stream body');
+            const chunks: Buffer[] = [];
+            for await (const c of res.Body) chunks.push(c as Buffer);
+            if (!res.ETag) throw new Error('GetObject returned no ETag');
+            return { data: Buffer.concat(chunks), etag: res.ETag };
+          } catch (err) {
+            if (errName(err) === 'NoSuchKey') return undefined;
+            throw err;
+          }
+        }),
+      create: (name, data) =>
+        guard('create-only write', name, async () => {
+          try {
+            const res = await this.client.send(
+              new PutObjectCommand({ Bucket: bucket, Key: this.key(name), Body: data, IfNoneMatch: '*' }),
+            );
+            if (!res.ETag) throw new Error('PutObject returned no ETag');
+            return res.ETag;
+          } catch (err) {
+            if (failedCondition(err)) return undefined;
+            throw err;
+          }
+        }),
+      replace: (name, data, etag) =>
+        guard('compare-and-swap write', name, async () => {
+          try {
+            const res = await this.client.send(
+              new PutObjectCommand({ Bucket: bucket, Key: this.key(name), Body: data, IfMatch: etag }),
+            );
+            if (!res.ETag) throw new Error('PutObject returned no ETag');
+            return res.ETag;
+          } catch (err) {
+            if (failedCondition(err)) return undefined;
+            throw err;
+          }
+        }),
+      remove: (name, etag) =>
+        guard('conditional delete', name, async () => {
+          try {
+            await this.client.send(
+              new DeleteObjectCommand({ Bucket: bucket, Key: this.key(name), IfMatch: etag }),
+            );
+            return true;
+          } catch (err) {
+            if (failedCondition(err)) return false;
+            throw err;
+          }
+        }),
+    };
+    return this.cond;
   }
 }

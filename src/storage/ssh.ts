@@ -7,6 +7,7 @@ import type { AnyAuthMethod, ParsedKey, SFTPWrapper } from 'ssh2';
 import ssh2 from 'ssh2';
 import { errorMessage, UserError } from '../util/errors.js';
 import { BaseStorage, type BaseStorageOptions, NotFoundError, tempName } from './base.js';
+import { type ConditionalOps, PosixConditional, type PosixPrimitives } from './conditional.js';
 import {
   checkHostKey,
   expandPath,
@@ -662,5 +663,97 @@ export class SshStorage extends BaseStorage {
   protected describe(err: unknown): string {
     const code = sftpCode(err);
     return code === undefined ? errorMessage(err) : `${errorMessage(err)} (SFTP status ${code})`;
+  }
+
+  private cond: ConditionalOps | undefined;
+
+  /**
+   * Create-only and compare-and-swap writes over SFTP. An exclusive create is a hard link (hardlink@openssh.com)
+   * or, without that extension, a plain SFTP rename onto the new name (which SFTP servers refuse when the target
+   * exists; OpenSSH implements it with link(2)). Renaming a name away uses posix-rename@openssh.com (rename(2))
+   * when offered.
+   */
+  get conditional(): ConditionalOps {
+    this.cond ??= new PosixConditional(this.posixPrimitives());
+    return this.cond;
+  }
+
+  private posixPrimitives(): PosixPrimitives {
+    const exists = (s: Session, name: string) =>
+      call<unknown>(s, (cb) => s.sftp.lstat(this.path(name), cb)).then(
+        () => true,
+        (err) => {
+          if (sftpCode(err) === SFTP_NO_SUCH_FILE) return false;
+          throw err;
+        },
+      );
+    const hasExt = (s: Session, ext: string) =>
+      (s.sftp as unknown as { _extensions?: Record<string, string> })._extensions?.[ext] === '1';
+    return {
+      readRaw: (name) =>
+        this.withSession(async (s) => {
+          try {
+            return await call<Buffer>(s, (cb) => s.sftp.readFile(this.path(name), cb));
+          } catch (err) {
+            if (sftpCode(err) === SFTP_NO_SUCH_FILE) return undefined;
+            throw err;
+          }
+        }),
+      writeTemp: (name, data) =>
+        this.withSession(async (s) => {
+          await ensureDir(s, this.loc.path);
+          const tmp = tempName(name);
+          const handle = await call<Buffer>(s, (cb) => s.sftp.open(this.path(tmp), 'wx', 0o644, cb));
+          try {
+            await call<void>(s, (cb) =>
+              s.sftp.write(handle, data, 0, data.length, 0, (e) => cb(e, undefined)),
+            );
+            if (hasExt(s, 'fsync@openssh.com')) {
+              await call<void>(s, (cb) => s.sftp.ext_openssh_fsync(handle, (e) => cb(e, undefined)));
+            }
+          } finally {
+            await call<void>(s, (cb) => s.sftp.close(handle, (e) => cb(e, undefined))).catch(() => {});
+          }
+          return tmp;
+        }),
+      linkNew: (temp, name) =>
+        this.withSession(async (s) => {
+          const from = this.path(temp);
+          const to = this.path(name);
+          try {
+            if (hasExt(s, 'hardlink@openssh.com')) {
+              await call<void>(s, (cb) => s.sftp.ext_openssh_hardlink(from, to, (e) => cb(e, undefined)));
+            } else {
+              await call<void>(s, (cb) => s.sftp.rename(from, to, (e) => cb(e, undefined)));
+            }
+            return true;
+          } catch (err) {
+            // SFTP v3 has no "already exists" status: look
+            if (sftpCode(err) !== undefined && (await exists(s, name))) return false;
+            throw err;
+          }
+        }),
+      renameAway: (name, to) =>
+        this.withSession(async (s) => {
+          try {
+            if (hasExt(s, 'posix-rename@openssh.com')) {
+              await call<void>(s, (cb) =>
+                s.sftp.ext_openssh_rename(this.path(name), this.path(to), (e) => cb(e, undefined)),
+              );
+            } else {
+              await call<void>(s, (cb) =>
+                s.sftp.rename(this.path(name), this.path(to), (e) => cb(e, undefined)),
+              );
+            }
+            return true;
+          } catch (err) {
+            if (sftpCode(err) === SFTP_NO_SUCH_FILE) return false;
+            throw err;
+          }
+        }),
+      replaceWith: (temp, name) => this.withSession((s) => renameOver(s, this.path(temp), this.path(name))),
+      unlink: (name) => this.removeName(name),
+      tempName,
+    };
   }
 }

@@ -1,3 +1,5 @@
+import type { ConditionalOps } from './conditional.js';
+
 /**
  * One storage location (a directory): file://, a bare path, ssh:// or s3://.
  * Every method works on plain file names inside that directory; local files live in `localDir`.
@@ -20,6 +22,8 @@ export interface Storage {
   list(pattern?: string): Promise<string[]>;
   /** remove files; missing ones are ignored */
   remove(files: readonly string[]): Promise<void>;
+  /** create-only and compare-and-swap writes of small objects (leases, metadata of sharded runs) */
+  readonly conditional?: ConditionalOps;
 }
 
 /** Storage handles for a whole run; one connection per ssh host / S3 client per endpoint. */
