@@ -11,6 +11,7 @@ import type { BuildOptions } from '../cli/options.js';
 import type { Image } from '../state/image.js';
 import { errorMessage, UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
+import { restoreCredentials } from '../util/redact.js';
 import { type AccelChoice, probeAccelerator } from './accel.js';
 import { loadApkKeys } from './apk.js';
 import {
@@ -175,7 +176,8 @@ async function firmwareFor(image: Image, setting: string, workDir: string, sh: S
 
 function isoUrlOf(image: Image, cdnUrl: string): string {
   const q = image.config.qemu ?? {};
-  if (typeof q.iso_url === 'string' && q.iso_url) return q.iso_url;
+  // work/images.yaml holds URLs with their credentials redacted: the CDN URL's come back here
+  if (typeof q.iso_url === 'string' && q.iso_url) return restoreCredentials(q.iso_url, [cdnUrl]);
   const c = image.config;
   return `${cdnUrl}/${image.vVersion}/releases/${c.arch}/alpine-virt-${c.release}-${c.arch}.iso`;
 }
@@ -364,6 +366,7 @@ async function buildOne(image: Image, ctx: LocalBuildContext, sh: Shared): Promi
       firmware,
       serialLog,
       debug: options.debug,
+      credentialUrls: [options.cdnUrl],
     });
     for (const p of [...variant.scripts, ...variant.script_dirs]) {
       try {

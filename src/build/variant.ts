@@ -5,6 +5,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import type { Image } from '../state/image.js';
 import { UserError } from '../util/errors.js';
+import { restoreCredentials } from '../util/redact.js';
 
 /** The JSON document packer/alpine.pkr.hcl reads through var.variant_file. */
 export interface PackerVariant {
@@ -44,7 +45,11 @@ export function bootloaderOf(image: Image): string {
  * KEY=VALUE settings for the setup scripts (the same names alpine-cloud-images passes).
  * Values may hold newlines (MOTD, REPOS); Packer writes them to an env file with proper quoting.
  */
-export function scriptEnvironment(image: Image, debug: boolean): string[] {
+export function scriptEnvironment(
+  image: Image,
+  debug: boolean,
+  credentialUrls: readonly string[] = [],
+): string[] {
   const c = image.config;
   const k = c.config_key;
   const env: [string, unknown][] = [
@@ -67,7 +72,7 @@ export function scriptEnvironment(image: Image, debug: boolean): string[] {
     ['PACKAGES_DEL', c.packages?.del],
     ['PACKAGES_NOSCRIPTS', c.packages?.noscripts],
     ['RELEASE', c.release],
-    ['REPOS', c.repos],
+    ['REPOS', typeof c.repos === 'string' ? restoreCredentials(c.repos, credentialUrls) : c.repos],
     ['REPO_KEYS', c.repo_keys],
     ['SERVICES_ENABLE', c.services?.enable],
     ['SERVICES_DISABLE', c.services?.disable],
@@ -119,6 +124,8 @@ export interface VariantInputs {
   firmware?: string;
   serialLog: string;
   debug: boolean;
+  /** URLs whose credentials work/images.yaml holds redacted (the CDN URL): put back into REPOS */
+  credentialUrls?: readonly string[];
 }
 
 export function packerVariant(inp: VariantInputs): PackerVariant {
@@ -164,7 +171,7 @@ export function packerVariant(inp: VariantInputs): PackerVariant {
     cpus: inp.cpus,
     script_dirs: dirs.map((d) => join(inp.scriptsDir, d)),
     scripts: scripts.map((s) => join(inp.scriptsDir, s)),
-    environment: scriptEnvironment(inp.image, inp.debug),
+    environment: scriptEnvironment(inp.image, inp.debug, inp.credentialUrls),
   };
 }
 

@@ -1,5 +1,5 @@
-import { statSync } from 'node:fs';
-import { isAbsolute, join, resolve } from 'node:path';
+import { accessSync, constants, statSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import {
   EXTRA_COMMANDS,
@@ -10,7 +10,8 @@ import {
   STEPS,
   type Step,
 } from '../steps/steps.js';
-import { UsageError } from '../util/errors.js';
+import { errorMessage, UsageError } from '../util/errors.js';
+import { redactUrl } from '../util/redact.js';
 import { type BuildOptions, DEFAULT_CDN_URL, DEFAULT_RELEASES_URL } from './options.js';
 import { type ScaleOutFlags, scaleOutOptions } from './scale-out-args.js';
 
@@ -139,10 +140,110 @@ function checkFile(flag: string, file: string): string {
 }
 
 function checkUrl(flag: string, url: string): string {
-  if (!/^(https?|file):\/\//.test(url)) {
-    throw new UsageError(`${flag} ${url}: expected an http://, https:// or file:// URL`);
+  const shown = redactUrl(url);
+  const expected = 'expected an http://, https:// or file:// URL';
+  if (!/^(https?|file):\/\//.test(url)) throw new UsageError(`${flag} ${shown}: ${expected}`);
+  if (/\s/.test(url))
+    throw new UsageError(`${flag} ${shown}: ${expected} without spaces (encode them as %20)`);
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new UsageError(`${flag} ${shown}: ${expected}; this one is not a valid URL`);
+  }
+  // (the URL parser would take "releases.json" in https:///releases.json for the host)
+  if (parsed.protocol !== 'file:' && (!parsed.hostname || /^https?:\/\/[/\\]/i.test(url))) {
+    throw new UsageError(`${flag} ${shown}: ${expected} with a host name (https://host/path)`);
+  }
+  if (parsed.protocol === 'file:' && (parsed.pathname === '' || parsed.pathname === '/')) {
+    throw new UsageError(`${flag} ${shown}: a file:// URL needs an absolute path (file:///abs/path)`);
   }
   return url.replace(/\/+$/, '');
+}
+
+/** The most images worked on at once that makes sense on one machine. */
+const MAX_PARALLEL = 256;
+
+/**
+ * Options that take a value: a value that looks like a flag means the value was left out and the next flag was
+ * taken for it (`--work-dir --debug`).
+ */
+const VALUE_OPTIONS = [
+  'padUefiBinArch',
+  'custom',
+  'skip',
+  'only',
+  'parallel',
+  'vars',
+  'disable',
+  'releasesUrl',
+  'cdnUrl',
+  'workDir',
+  'output',
+  'shard',
+  'runId',
+  'leaseTtl',
+  'ci',
+  'shards',
+  'jobStep',
+] as const;
+
+function flagName(key: string): string {
+  return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
+function checkNoSwallowedFlags(o: Record<string, unknown>): void {
+  for (const key of VALUE_OPTIONS) {
+    const v = o[key];
+    for (const value of Array.isArray(v) ? v : [v]) {
+      if (typeof value === 'string' && /^--?[A-Za-z]/.test(value)) {
+        throw new UsageError(
+          `${flagName(key)}: expected a value, got the flag "${value}" (was the value left out?)`,
+        );
+      }
+    }
+  }
+}
+
+/**
+ * The work directory must be a directory we can write, or not exist yet under a directory we can write.
+ * `source` names where it came from (the flag or BUILD_WORK_DIR).
+ */
+function checkWritableDir(source: string, dir: string): void {
+  let probe = dir;
+  for (;;) {
+    let st: ReturnType<typeof statSync> | undefined;
+    try {
+      st = statSync(probe);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') {
+        throw new UsageError(`${source} ${dir}: cannot use it (${code ?? errorMessage(err)})`);
+      }
+    }
+    if (st) {
+      if (!st.isDirectory()) {
+        throw new UsageError(
+          probe === dir
+            ? `${source} ${dir}: expected a directory, but it is a file`
+            : `${source} ${dir}: expected a directory, but ${probe} is a file`,
+        );
+      }
+      try {
+        accessSync(probe, constants.W_OK | constants.X_OK);
+      } catch {
+        throw new UsageError(
+          probe === dir
+            ? `${source} ${dir}: expected a writable directory, but it is not writable`
+            : `${source} ${dir}: expected a directory that can be created, but ${probe} is not writable`,
+        );
+      }
+      return;
+    }
+    const parent = dirname(probe);
+    if (parent === probe) return;
+    probe = parent;
+  }
 }
 
 /**
@@ -206,14 +307,23 @@ export function parseArgs(
     } & ScaleOutFlags
   >();
   const warnings: string[] = [];
+  checkNoSwallowedFlags(o);
 
   if (!/^\d+$/.test(o.parallel) || Number(o.parallel) < 1) {
     throw new UsageError(`--parallel ${o.parallel}: expected a positive whole number`);
+  }
+  if (Number(o.parallel) > MAX_PARALLEL) {
+    throw new UsageError(`--parallel ${o.parallel}: expected a whole number from 1 to ${MAX_PARALLEL}`);
   }
   if (step === 'rollback' && o.revise) {
     throw new UsageError('--revise cannot be used with the rollback step');
   }
   if (o.really && step !== 'prune') throw new UsageError('--really is only valid with the prune command');
+  if ((step === 'prune' || step === 'catalog') && (o.only?.length || o.skip?.length)) {
+    throw new UsageError(
+      `--only and --skip are not valid with the ${step} command (it works on every variant)`,
+    );
+  }
   if (o.output !== undefined && step !== 'catalog' && step !== 'release' && step !== 'matrix') {
     throw new UsageError('--output is only valid with the catalog, release and matrix commands');
   }
@@ -238,6 +348,17 @@ export function parseArgs(
   const custom = (o.custom ?? []).map((d) => checkDir('--custom', d, rootDir));
   const vars = (o.vars ?? []).map((f) => checkFile('--vars', f));
   const workDir = o.workDir ? resolve(process.cwd(), o.workDir) : join(rootDir, 'work');
+  checkWritableDir(
+    o.workDir === undefined
+      ? '--work-dir (default)'
+      : o.workDir === env.BUILD_WORK_DIR &&
+          !argv.includes('--work-dir') &&
+          !argv.some((a) => a.startsWith('--work-dir='))
+        ? 'BUILD_WORK_DIR'
+        : '--work-dir',
+    workDir,
+  );
+  if (o.output !== undefined) checkWritableDir('--output', resolve(process.cwd(), o.output));
   const color = o.color ?? Boolean(process.stderr.isTTY && !env.NO_COLOR);
 
   const options: BuildOptions = Object.freeze({

@@ -2,6 +2,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errorMessage, UserError } from '../util/errors.js';
 import { createLogger } from '../util/log.js';
+import { redactText } from '../util/redact.js';
 import { parseArgs } from './args.js';
 
 function repoRoot(): string {
@@ -10,12 +11,38 @@ function repoRoot(): string {
   return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 }
 
+const OS_ERRORS: Record<string, string> = {
+  ENOENT: 'does not exist',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  ENOTDIR: 'a part of the path is not a directory',
+  EISDIR: 'is a directory, expected a file',
+  EROFS: 'read-only file system',
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'disk quota exceeded',
+  EEXIST: 'already exists',
+  ENAMETOOLONG: 'file name too long',
+  ELOOP: 'too many levels of symbolic links',
+  EMFILE: 'too many open files',
+  EIO: 'input/output error',
+};
+
+/** One line for an operating-system error on a file (it names the path), else undefined. */
+function osErrorLine(err: unknown): string | undefined {
+  const e = err as NodeJS.ErrnoException | undefined;
+  if (!e || typeof e.code !== 'string' || typeof e.path !== 'string') return undefined;
+  const what = OS_ERRORS[e.code] ?? e.code;
+  const d = (err as { dest?: unknown }).dest;
+  const dest = typeof d === 'string' ? ` -> ${d}` : '';
+  return `${e.path}${dest}: ${what} (${e.syscall ?? 'file operation'} failed: ${e.code})`;
+}
+
 async function main(): Promise<number> {
   let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs(process.argv.slice(2), process.env, repoRoot());
   } catch (err) {
-    process.stderr.write(`build: error: ${errorMessage(err)}\n`);
+    process.stderr.write(`build: error: ${redactText(errorMessage(err))}\n`);
     return err instanceof UserError ? err.exitCode : 2;
   }
   if ('helpShown' in parsed) return parsed.exitCode;
@@ -31,6 +58,12 @@ async function main(): Promise<number> {
       log.error(err.message);
       return err.exitCode;
     }
+    const os = osErrorLine(err);
+    if (os) {
+      // a path the user gave (work dir, output, overlay, vars) that the system refused: not a bug, no stack
+      log.error(os);
+      return 1;
+    }
     log.error({ err }, `unexpected error: ${errorMessage(err)}`);
     return 1;
   }
@@ -41,7 +74,7 @@ main().then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    process.stderr.write(`build: fatal: ${errorMessage(err)}\n`);
+    process.stderr.write(`build: fatal: ${redactText(errorMessage(err))}\n`);
     process.exitCode = 1;
   },
 );

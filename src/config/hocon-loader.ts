@@ -5,11 +5,12 @@
 // (it names the images), so its Context class is used directly: it keeps document order. Strict mode keeps
 // values such as 0755 as strings. After resolving, the parsed node tree is walked (read only) to learn the file,
 // line and column of every key, for error messages.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import hocon from '@pushcorn/hocon-parser';
 import { ConfigError } from './errors.js';
+import { checkConfigSize, checkConfigText, checkTreeDepth, configFiles, depthError } from './limits.js';
 import { isPlainObject } from './merge.js';
 import { type Location, SourceIndex } from './source.js';
 import type { LoadedTree } from './yaml-loader.js';
@@ -43,16 +44,22 @@ function urlPath(href: string | undefined): string | undefined {
 
 export async function loadHoconTree(file: string, display: (abs: string) => string): Promise<LoadedTree> {
   const abs = resolve(file);
+  // the parser reads included files itself: every file it could include (the config tree) is checked first
+  for (const f of new Set([abs, ...configFiles(dirname(abs))])) {
+    checkConfigSize(f, display(f));
+    checkConfigText(readFileSync(f, 'utf8'), display(f));
+  }
   const ctx = new hocon.Context({ url: abs, strict: true, required: true });
   let tree: unknown;
   try {
     tree = await ctx.resolve();
   } catch (err) {
-    throw hoconError(err, abs, display);
+    throw depthError(err, display(abs)) ?? hoconError(err, abs, display);
   }
   if (!isPlainObject(tree)) {
     throw new ConfigError('the top-level config must be an object', { location: { file: display(abs) } });
   }
+  checkTreeDepth(tree, display(abs));
   const index = new SourceIndex();
   const files = new Set<string>([abs]);
   walk(ctx.node, [], index, files, display, 0);

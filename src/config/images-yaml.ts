@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { LineCounter, parseDocument } from 'yaml';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
+import { redactText } from '../util/redact.js';
 import { isPlainObject } from './merge.js';
 import type { ImageConfig, ImagesFile } from './types.js';
 import { emitYaml, readYamlFast, Unsupported } from './yaml-fast.js';
@@ -60,7 +61,8 @@ export function imagesYamlText(
 ): string {
   const out: Record<string, Record<string, unknown>> = {};
   for (const key in images) out[key] = imagesYamlRecord(images[key]!, run?.(key));
-  return emitYaml(out);
+  // credentials in URLs (a CDN URL with a password) are never written: the build puts them back from the flags
+  return redactText(emitYaml(out));
 }
 
 export async function writeImagesYamlFile(

@@ -1,4 +1,4 @@
-import { UserError } from '../util/errors.js';
+import { UsageError } from '../util/errors.js';
 import type { ImageConfig, ImagesFile } from './types.js';
 
 /** the dimension fields of the usual matrix (used besides config_key parts, so keys with "-" work too) */
@@ -35,18 +35,26 @@ export function selectVariants(
     ] as const) {
       const unknown = list.filter((k) => !valid.has(k));
       if (unknown.length > 0) {
-        throw new UserError(
+        throw new UsageError(
           `${flag} ${unknown.join(' ')}: no variant has ${unknown.length === 1 ? 'this dimension key' : 'these dimension keys'}; valid keys: ${[...valid].sort(compareKeys).join(', ')}`,
         );
       }
     }
   }
-  return all.filter((c) => {
+  const selected = all.filter((c) => {
     const ks = keysOf.get(c)!;
     if (only.some((k) => !ks.has(k))) return false;
     if (skip.some((k) => ks.has(k))) return false;
     return true;
   });
+  if (selected.length === 0 && all.length > 0 && (only.length > 0 || skip.length > 0)) {
+    const flags = [
+      ...(only.length ? [`--only ${only.join(' ')}`] : []),
+      ...(skip.length ? [`--skip ${skip.join(' ')}`] : []),
+    ];
+    throw new UsageError(`${flags.join(' ')}: together these select no variant (of ${all.length})`);
+  }
+  return selected;
 }
 
 function compareKeys(a: string, b: string): number {

@@ -7,6 +7,7 @@
 // Installation is staged in a hidden directory inside work/ and moved into place only when the caller commits,
 // so a failed installation (or a failed resolution of what was installed) leaves work/ as it was.
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import {
   chmod,
   copyFile,
@@ -24,6 +25,7 @@ import { basename, join, normalize, relative, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { UserError } from '../util/errors.js';
 import { lexists, syncDir } from '../util/fs.js';
+import { onInterrupt } from '../util/interrupt.js';
 
 /** What the work directory is made of from the sources. */
 export const WORK_OVERLAYS = ['configs', 'scripts'] as const;
@@ -237,8 +239,11 @@ export async function stageWorkDir(opts: StageOptions): Promise<Staged> {
   }
   const dir = join(workDir, `${STAGE_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`);
   const origins = new Map<string, string>();
+  // an interrupted run (Ctrl-C, SIGTERM) leaves no staging directory behind
+  const forget = onInterrupt(() => rmSync(dir, { recursive: true, force: true }));
   const discard = async () => {
     await rm(dir, { recursive: true, force: true });
+    forget();
   };
   if (needed.length > 0) {
     const sources = await uniqueSources(opts.rootDir, opts.custom);

@@ -22,6 +22,7 @@ import {
   type Node as YamlNode,
 } from 'yaml';
 import { ConfigError } from './errors.js';
+import { checkConfigSize, checkConfigText, checkTreeDepth, depthError, MAX_CONFIG_VALUES } from './limits.js';
 import { isPlainObject, mergeOverride, type PlainObject } from './merge.js';
 import { type Location, SourceIndex } from './source.js';
 
@@ -52,6 +53,7 @@ export function loadYamlTree(file: string, display: (abs: string) => string): Lo
   if (!isPlainObject(tree)) {
     throw new ConfigError('the top-level config must be a mapping', { location: { file: display(file) } });
   }
+  checkTreeDepth(tree, display(file));
   return { tree, index: loader.index, files: [...loader.cache.keys()] };
 }
 
@@ -59,6 +61,7 @@ class YamlTreeLoader {
   readonly cache = new Map<string, ParsedFile>();
   readonly index = new SourceIndex();
   private readonly stack: string[] = [];
+  private values = 0;
   private readonly display: (abs: string) => string;
 
   constructor(display: (abs: string) => string) {
@@ -68,10 +71,19 @@ class YamlTreeLoader {
   private parse(file: string): ParsedFile {
     const cached = this.cache.get(file);
     if (cached) return cached;
+    checkConfigSize(file, this.display(file));
     const text = readFileSync(file, 'utf8');
+    checkConfigText(text, this.display(file));
     const lc = new LineCounter();
     // duplicate keys are found by mapValue (the library's own check compares every pair of keys)
-    const docs = parseAllDocuments(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: false });
+    const parse = () => {
+      try {
+        return parseAllDocuments(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: false });
+      } catch (err) {
+        throw depthError(err, this.display(file)) ?? err;
+      }
+    };
+    const docs = parse();
     const list: Document.Parsed[] = [...docs];
     const errors = 'empty' in docs ? docs.errors : list.flatMap((d) => d.errors);
     const err = errors[0];
@@ -141,6 +153,13 @@ class YamlTreeLoader {
 
   private value(node: unknown, site: Site, path: readonly string[], depth = 0): unknown {
     if (node === null || node === undefined) return null;
+    // aliases expand: a few lines can stand for billions of values
+    if (++this.values > MAX_CONFIG_VALUES) {
+      throw new ConfigError(
+        `expands to more than ${MAX_CONFIG_VALUES} values (YAML aliases?); the limit is MAX_CONFIG_VALUES`,
+        { location: this.loc(site, node as YamlNode) },
+      );
+    }
     if (isAlias(node)) {
       if (depth > 50) throw new ConfigError('alias nesting too deep', { location: this.loc(site, node) });
       const target = node.resolve(site.doc);

@@ -11,6 +11,7 @@ import { fillPlaceholders, type Image } from '../state/image.js';
 import type { StoragePool } from '../storage/types.js';
 import { errorMessage } from '../util/errors.js';
 import { parseChecksum, writeFileAtomic } from '../util/fs.js';
+import { redactText } from '../util/redact.js';
 import {
   compareRelease,
   compareVersion,
@@ -469,8 +470,8 @@ export async function generateCatalog(ctx: CatalogContext): Promise<CatalogResul
   const site = buildSiteData(pairs, now);
   const sitePath = join(ctx.outDir, SITE_FILE);
   const catalogPath = join(ctx.outDir, CATALOG_FILE);
-  await writeFileAtomic(sitePath, stringify(site, { lineWidth: 0 }));
-  await writeFileAtomic(catalogPath, `${JSON.stringify(catalog, null, 2)}\n`);
+  await writeFileAtomic(sitePath, redactText(stringify(site, { lineWidth: 0 })));
+  await writeFileAtomic(catalogPath, redactText(`${JSON.stringify(catalog, null, 2)}\n`));
   ctx.log.info(
     { images: catalog.images.length, versions: catalog.versions.length, outDir: ctx.outDir },
     `catalog: ${catalog.images.length} released image(s) in ${catalog.versions.length} version(s) written to ${ctx.outDir}`,

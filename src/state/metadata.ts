@@ -7,6 +7,7 @@ import { parse, stringify } from 'yaml';
 import { describeValue } from '../config/errors.js';
 import { UserError } from '../util/errors.js';
 import { hashFile, writeFileAtomic } from '../util/fs.js';
+import { redactText } from '../util/redact.js';
 import type { Image, ImageMetadata } from './image.js';
 import { type ImageState, readState, STATE_FIELDS, stateAfter } from './image-state.js';
 
@@ -104,7 +105,7 @@ export async function readMetadata(
 export async function writeMetadata(image: Image, now: Date): Promise<ImageMetadata> {
   const meta = metadataOf(image, now);
   image.record(stateAfter.metadataWritten(image.state, meta.metadata_updated));
-  await writeFileAtomic(image.metadataPath, stringify(meta, { lineWidth: 0 }));
+  await writeFileAtomic(image.metadataPath, redactText(stringify(meta, { lineWidth: 0 })));
   await writeFileAtomic(`${image.metadataPath}.sha512`, `${await hashFile(image.metadataPath)}\n`);
   return meta;
 }

@@ -12,6 +12,7 @@ import { stateAfter } from '../state/image-state.js';
 import { type PlannedImage, refreshState } from '../state/refresh.js';
 import { createStoragePool } from '../storage/index.js';
 import { lockWorkDir } from '../util/lock.js';
+import { redactText } from '../util/redact.js';
 import { configsStep } from './configs.js';
 import type { RunContext, StepFailure } from './context.js';
 import { runRollback, runStep, undoImage } from './image-steps.js';
@@ -32,9 +33,15 @@ export async function run(options: BuildOptions, log: Logger, deps: RunDeps = {}
   const out = deps.out ?? ((t: string) => process.stdout.write(`${t}\n`));
   const now = deps.now ?? (() => new Date());
   await mkdir(options.workDir, { recursive: true });
-  const lock = await lockWorkDir(options.workDir, `build ${process.argv.slice(2).join(' ')}`);
+  const lock = await lockWorkDir(
+    options.workDir,
+    redactText(`build ${process.argv.slice(2).join(' ')}`),
+    (m) => log.warn(m),
+  );
   try {
     const images = await configsStep(options, log, now());
+    // --only/--skip keys that match no variant are refused by every step, configs included
+    selectVariants(images, options.only, options.skip);
     if (options.command === 'configs') return 0;
 
     const pool = createStoragePool({ log, env: process.env });

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UserError } from '../util/errors.js';
+import { redactUrl } from '../util/redact.js';
 
 export interface FileLocation {
   kind: 'file';
@@ -32,7 +33,7 @@ const SCHEME = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//;
 
 /** The URL as it may be printed: any password is replaced. */
 export function displayUrl(raw: string): string {
-  return raw.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/[^/@:]*):[^/@]*@/, '$1:***@');
+  return redactUrl(raw);
 }
 
 function stripSlashes(p: string): string {

@@ -1,5 +1,6 @@
 import pino, { type Logger } from 'pino';
 import pretty from 'pino-pretty';
+import { redactValue } from './redact.js';
 
 export type LogFormat = 'pretty' | 'json';
 export type { Logger };
@@ -34,8 +35,17 @@ export function createLogger(opts: LogOptions): Logger {
   const level = opts.debug ? 'debug' : 'info';
   const fd = opts.fd ?? 2;
   const redact = { paths: REDACT_PATHS, censor: '[redacted]' };
+  // URLs with credentials, wherever they occur in a message or a field, are shown redacted
+  const hooks = {
+    logMethod(this: Logger, args: unknown[], method: (...a: unknown[]) => void) {
+      method.apply(
+        this,
+        args.map((a) => redactValue(a)),
+      );
+    },
+  };
   if (opts.format === 'json') {
-    return pino({ level, redact, base: undefined }, pino.destination({ fd, sync: true }));
+    return pino({ level, redact, hooks, base: undefined }, pino.destination({ fd, sync: true }));
   }
   const stream = pretty({
     colorize: opts.color,
@@ -45,7 +55,7 @@ export function createLogger(opts: LogOptions): Logger {
     ignore: 'pid,hostname',
     singleLine: true,
   });
-  return pino({ level, redact, base: undefined }, stream);
+  return pino({ level, redact, hooks, base: undefined }, stream);
 }
 
 /** A logger that discards everything (for unit tests and library use). */

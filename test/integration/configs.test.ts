@@ -280,7 +280,8 @@ describe('--only and --skip through the CLI', () => {
       '--log-format',
       'json',
     ]);
-    expect(r.code).toBe(1);
+    // a usage error: exit 2
+    expect(r.code).toBe(2);
     expect(r.stderr).toMatch(
       /--only armv7: no variant has this dimension key; valid keys: 3\.2\d, .*aarch64, aws, azure, bios, cloudinit, edge, gcp, generic, metal, .*x86_64/,
     );
@@ -295,7 +296,7 @@ describe('--only and --skip through the CLI', () => {
       '--log-format',
       'json',
     ]);
-    expect(s.code).toBe(1);
+    expect(s.code).toBe(2);
     expect(s.stderr).toMatch(/--skip nosuch: no variant has this dimension key; valid keys: /);
   });
 });

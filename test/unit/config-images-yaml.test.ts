@@ -234,6 +234,9 @@ describe('selectVariants (--only, --skip)', () => {
       .map((c) => ({ ...c, cloud: 'my-cloud', config_key: c.config_key.replace(/aws$/, 'my-cloud') }));
     const custom: ImagesFile = Object.fromEntries(sample.map((c) => [c.config_key, c]));
     expect(selectVariants(custom, ['my-cloud'], [])).toHaveLength(2);
-    expect(selectVariants(custom, [], ['my-cloud'])).toHaveLength(0);
+    // skipping every variant selects nothing: refused
+    expect(() => selectVariants(custom, [], ['my-cloud'])).toThrow(
+      /--skip my-cloud: together these select no variant/,
+    );
   });
 });

@@ -1,0 +1,108 @@
+/**
+ * Credentials in URLs (`https://user:secret@mirror/…`, `https://TOKEN@host/…`, `?X-Amz-Signature=…`) are never
+ * printed, logged or written: every message, log line and file that shows a URL shows it through redactUrl (one
+ * URL) or redactText (any text that may contain URLs). The placeholder is `***`.
+ */
+
+export const REDACTED = '***';
+
+/** Query parameters whose values are secrets (presigned URLs, tokens). Compared case-insensitively. */
+const SECRET_PARAMS =
+  /^(x-amz-signature|x-amz-credential|x-amz-security-token|signature|sig|token|access_token|auth|password|passwd|secret|api[_-]?key|key)$/i;
+
+/** Schemes whose user name is not a secret (ssh://git@host); elsewhere a lone user name may be a token. */
+const PLAIN_USER_SCHEMES = new Set(['ssh', 'sftp', 'git+ssh', 'file']);
+
+// scheme://userinfo@ — userinfo may hold anything but '/', '@' (last '@' before the host wins), whitespace
+const USERINFO = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#\s]*)@/;
+
+function redactUserinfo(url: string): string {
+  const m = USERINFO.exec(url);
+  if (!m) return url;
+  const scheme = m[1]!.toLowerCase();
+  const info = m[2]!;
+  const colon = info.indexOf(':');
+  let shown: string;
+  if (colon >= 0) shown = `${info.slice(0, colon)}:${REDACTED}`;
+  else if (PLAIN_USER_SCHEMES.has(scheme)) shown = info;
+  else shown = REDACTED;
+  return `${m[1]}://${shown}@${url.slice(m[0].length)}`;
+}
+
+function redactQuery(url: string): string {
+  const q = url.indexOf('?');
+  if (q < 0) return url;
+  const hash = url.indexOf('#', q);
+  const end = hash < 0 ? url.length : hash;
+  const query = url
+    .slice(q + 1, end)
+    .split('&')
+    .map((pair) => {
+      const eq = pair.indexOf('=');
+      if (eq < 0) return pair;
+      let name = pair.slice(0, eq);
+      try {
+        name = decodeURIComponent(name);
+      } catch {
+        // keep it as it is
+      }
+      return SECRET_PARAMS.test(name) ? `${pair.slice(0, eq)}=${REDACTED}` : pair;
+    })
+    .join('&');
+  return `${url.slice(0, q + 1)}${query}${url.slice(end)}`;
+}
+
+/** The URL as it may be shown: any password (or token-like user name) and secret query values replaced. */
+export function redactUrl(url: string): string {
+  return redactQuery(redactUserinfo(url));
+}
+
+// a URL inside free text: scheme://… up to whitespace or a closing quote/bracket
+const URL_IN_TEXT = /[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s"'<>`()[\]{}]+/g;
+
+/** Redact every URL found in a text (error messages, YAML, log lines). */
+export function redactText(text: string): string {
+  if (!text.includes('://')) return text;
+  return text.replace(URL_IN_TEXT, (u) => redactUrl(u));
+}
+
+/** Does the URL carry credentials that redactUrl would hide? */
+export function hasCredentials(url: string): boolean {
+  return redactUrl(url) !== url;
+}
+
+/**
+ * Put the credentials of `originals` back into URLs of `text` that were written redacted: a URL that starts with
+ * the redacted form of an original gets the original's prefix again. Used where a redacted value read back from
+ * work/images.yaml is handed to what needs the real URL (the build's package repositories).
+ */
+export function restoreCredentials(text: string, originals: readonly string[]): string {
+  let out = text;
+  for (const orig of originals) {
+    const base = orig.replace(/\/+$/, '');
+    const shown = redactUrl(base);
+    if (shown === base) continue;
+    out = out.split(shown).join(base);
+  }
+  return out;
+}
+
+/** A deep copy of a log argument with every string passed through redactText (depth-limited). */
+export function redactValue(value: unknown, depth = 0): unknown {
+  if (typeof value === 'string') return redactText(value);
+  if (depth > 6 || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((v) => redactValue(v, depth + 1));
+  if (value instanceof Error) {
+    const e = new Error(redactText(value.message));
+    e.name = value.name;
+    if (value.stack) e.stack = redactText(value.stack);
+    for (const [k, v] of Object.entries(value))
+      (e as unknown as Record<string, unknown>)[k] = redactValue(v, depth + 1);
+    return e;
+  }
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) out[k] = redactValue(v, depth + 1);
+  return out;
+}
