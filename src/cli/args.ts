@@ -192,7 +192,8 @@ function flagName(key: string): string {
   return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 }
 
-function checkNoSwallowedFlags(o: Record<string, unknown>): void {
+function checkNoSwallowedFlags(opts: object): void {
+  const o = opts as Record<string, unknown>;
   for (const key of VALUE_OPTIONS) {
     const v = o[key];
     for (const value of Array.isArray(v) ? v : [v]) {
