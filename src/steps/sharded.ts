@@ -258,6 +258,9 @@ async function workOn(
       log: ctx.log,
     });
     steps = state!.plan.actions;
+    // a sharded run publishes each image once: every worker visits every image, and publishing again (for new
+    // regions or permissions) would repeat for each visit. `./build publish` without --shard does that.
+    if (image.state.published) steps = steps.filter((s) => s !== 'publish');
     if (steps.length === 0) return { result: 'up-to-date', steps, failures: [] };
     // the version of the metadata this worker starts from: every later write must replace exactly it
     if (image.storageUrl) {

@@ -23,7 +23,8 @@ export interface ConditionalOps {
   create(name: string, data: Buffer): Promise<string | undefined>;
   /**
    * replace only if the current version is `etag`; the new version, or undefined (changed or missing).
-   * `visible`: the object must never be missing for readers, even for a moment (metadata); see PosixConditional.
+   * `visible`: the object must never be missing for readers, even for a moment (metadata). Every backend
+   * here keeps it visible; the option is for backends that cannot.
    */
   replace(
     name: string,
@@ -60,18 +61,20 @@ export interface PosixPrimitives {
   tempName(name: string): string;
 }
 
+/** A compare-and-swap lock older than this was left by a writer that died in it (the section takes milliseconds). */
+export const LOCK_STALE_MS = 10_000;
+/** How long a writer waits for another's compare-and-swap on the same object before it reports an error. */
+const LOCK_WAIT_MS = 15_000;
+
 /**
  * Conditional writes for file:// and ssh://.
  *
  * - create: the content goes to a temporary name first, then is linked to `name` with an operation that fails
  *   when `name` exists, so a reader never sees a partial object and exactly one of many creators wins.
- * - replace/remove for leases (`exclusive`): the current object is first compared with `etag`, then renamed
- *   away to a name of our own. Only one of several workers racing for the same version can rename it; the
- *   winner checks the content it now owns and links the new version in (create-only again). If the content it
- *   took is not the version it expected (changed between the comparison and the rename), it is linked back.
- * - replace with `visible` (metadata): compared, then atomically renamed over, so the object never
- *   disappears for readers. Only the lease holder writes an image's metadata; the comparison is the second
- *   line of defence that stops a worker whose lease was taken from recording anything.
+ * - replace/remove: under a short lock (`.<name>.lock`, itself an exclusive create), the current object is
+ *   compared with `etag` and then atomically renamed over (or removed). The object never disappears during a
+ *   replace, so a create racing with it fails as it should. A lock left by a writer that died inside the
+ *   section (milliseconds long) is broken after LOCK_STALE_MS; writers' clocks must agree within that.
  */
 export class PosixConditional implements ConditionalOps {
   private readonly p: PosixPrimitives;
@@ -93,60 +96,77 @@ export class PosixConditional implements ConditionalOps {
 
   async create(name: string, data: Buffer): Promise<string | undefined> {
     this.count++;
-    const tmp = await this.p.writeTemp(name, data);
-    try {
-      return (await this.p.linkNew(tmp, name)) ? contentTag(data) : undefined;
-    } finally {
-      await this.p.unlink(tmp);
-    }
+    return (await this.linkContent(name, data)) ? contentTag(data) : undefined;
   }
 
-  async replace(
-    name: string,
-    data: Buffer,
-    etag: string,
-    opts: { visible?: boolean } = {},
-  ): Promise<string | undefined> {
+  async replace(name: string, data: Buffer, etag: string): Promise<string | undefined> {
     this.count++;
-    const current = await this.p.readRaw(name);
-    if (current === undefined || contentTag(current) !== etag) return undefined;
-    const tmp = await this.p.writeTemp(name, data);
-    try {
-      if (opts.visible) {
-        await this.p.replaceWith(tmp, name);
-        return contentTag(data);
-      }
-      const taken = await this.take(name, etag);
-      if (!taken) return undefined;
+    return this.locked(name, async () => {
+      const current = await this.p.readRaw(name);
+      if (current === undefined || contentTag(current) !== etag) return undefined;
+      const tmp = await this.p.writeTemp(name, data);
       try {
-        return (await this.p.linkNew(tmp, name)) ? contentTag(data) : undefined;
-      } finally {
-        await this.p.unlink(taken);
+        await this.p.replaceWith(tmp, name);
+      } catch (err) {
+        await this.p.unlink(tmp);
+        throw err;
       }
-    } finally {
-      await this.p.unlink(tmp);
-    }
+      return contentTag(data);
+    });
   }
 
   async remove(name: string, etag: string): Promise<boolean> {
     this.count++;
-    const current = await this.p.readRaw(name);
-    if (current === undefined || contentTag(current) !== etag) return false;
-    const taken = await this.take(name, etag);
-    if (!taken) return false;
-    await this.p.unlink(taken);
-    return true;
+    return this.locked(name, async () => {
+      const current = await this.p.readRaw(name);
+      if (current === undefined || contentTag(current) !== etag) return false;
+      await this.p.unlink(name);
+      return true;
+    });
   }
 
-  /** Rename `name` away if it is still version `etag`; the name it now has, or undefined. */
-  private async take(name: string, etag: string): Promise<string | undefined> {
-    const away = this.p.tempName(name);
-    if (!(await this.p.renameAway(name, away))) return undefined;
-    const got = await this.p.readRaw(away);
-    if (got !== undefined && contentTag(got) === etag) return away;
-    // someone replaced it between our comparison and the rename: put their version back
-    await this.p.linkNew(away, name);
-    await this.p.unlink(away);
-    return undefined;
+  /** Give `name` the content `data` only if it does not exist. */
+  private async linkContent(name: string, data: Buffer): Promise<boolean> {
+    const tmp = await this.p.writeTemp(name, data);
+    try {
+      return await this.p.linkNew(tmp, name);
+    } finally {
+      await this.p.unlink(tmp);
+    }
+  }
+
+  private async locked<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const lock = `.${name}.lock`;
+    const deadline = Date.now() + LOCK_WAIT_MS;
+    for (let attempt = 1; ; attempt++) {
+      const body = Buffer.from(`${JSON.stringify({ pid: process.pid, at: new Date().toISOString() })}\n`);
+      if (await this.linkContent(lock, body)) break;
+      const held = await this.p.readRaw(lock);
+      if (held !== undefined && this.stale(held)) {
+        // its writer died inside the section: take the stale lock away (only one breaker can rename it)
+        const away = this.p.tempName(lock);
+        if (await this.p.renameAway(lock, away)) await this.p.unlink(away);
+        continue;
+      }
+      if (Date.now() > deadline) {
+        throw new Error(`${lock}: another writer has held it for over ${LOCK_WAIT_MS / 1000} s`);
+      }
+      await new Promise((r) => setTimeout(r, Math.min(attempt, 10) * (5 + Math.random() * 15)));
+    }
+    try {
+      return await fn();
+    } finally {
+      await this.p.unlink(lock);
+    }
+  }
+
+  private stale(lock: Buffer): boolean {
+    try {
+      const at = Date.parse((JSON.parse(lock.toString('utf8')) as { at?: string }).at ?? '');
+      return Number.isNaN(at) || Date.now() - at > LOCK_STALE_MS;
+    } catch {
+      // unreadable: written by something else, or truncated by a crash
+      return true;
+    }
   }
 }

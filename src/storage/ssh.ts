@@ -720,17 +720,21 @@ export class SshStorage extends BaseStorage {
         this.withSession(async (s) => {
           const from = this.path(temp);
           const to = this.path(name);
-          try {
-            if (hasExt(s, 'hardlink@openssh.com')) {
-              await call<void>(s, (cb) => s.sftp.ext_openssh_hardlink(from, to, (e) => cb(e, undefined)));
-            } else {
-              await call<void>(s, (cb) => s.sftp.rename(from, to, (e) => cb(e, undefined)));
+          for (let attempt = 1; ; attempt++) {
+            try {
+              if (hasExt(s, 'hardlink@openssh.com')) {
+                await call<void>(s, (cb) => s.sftp.ext_openssh_hardlink(from, to, (e) => cb(e, undefined)));
+              } else {
+                await call<void>(s, (cb) => s.sftp.rename(from, to, (e) => cb(e, undefined)));
+              }
+              return true;
+            } catch (err) {
+              // SFTP v3 has no "already exists" status: look. A target that is gone again by then (removed
+              // right after) means another try; a failure with no target at all is a real error.
+              if (sftpCode(err) === undefined) throw err;
+              if (await exists(s, name)) return false;
+              if (attempt >= 3) throw err;
             }
-            return true;
-          } catch (err) {
-            // SFTP v3 has no "already exists" status: look
-            if (sftpCode(err) !== undefined && (await exists(s, name))) return false;
-            throw err;
           }
         }),
       renameAway: (name, to) =>

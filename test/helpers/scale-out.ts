@@ -2,7 +2,7 @@
  * A matrix of 12 images whose local build is a stand-in of fixed duration, for the scale-out tests and bench:
  * the real CLI runs the real local step, with `packer` on PATH being test/fixtures/local/fake-packer (it sleeps
  * FAKE_PACKER_SECONDS and makes an empty qcow2), the ISO from a file:// mirror signed with a throwaway key, and
- * real conversion and checksums. 3 build-only clouds × 4 bootstraps, x86_64, BIOS.
+ * real conversion and checksums. 3 clouds (nocloud or aws, generic, azure) × 4 bootstraps, x86_64, BIOS.
  */
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,6 +12,8 @@ import { makeOverlay, RELEASES_URL } from './overlay.js';
 
 export interface ScaleOutFixture {
   base: string;
+  /** the default file:// storage directory */
+  store: string;
   /** stand-in build trace: "start <name> <ms>" / "end <name> <ms>" lines from every worker */
   trace: string;
   /** environment for ./build (PATH with the stand-in packer first) */
@@ -24,9 +26,11 @@ export interface ScaleOutFixture {
 export const SCALE_OUT_IMAGES = 12;
 
 export async function scaleOutFixture(opts: {
-  /** storage_url template, e.g. file:///tmp/s/{v_version}/{cloud}/{arch} */
-  storageUrl: string;
+  /** storage_url template; default file://<base>/storage/{v_version}/{cloud}/{arch} (`store`) */
+  storageUrl?: string;
   buildSeconds: number;
+  /** aws instead of nocloud: 4 images imported and published to these regions (through the EC2 emulator) */
+  awsRegions?: Record<string, boolean>;
 }): Promise<ScaleOutFixture> {
   const base = await mkdtemp(join(tmpdir(), 'cib-scale-'));
   const key = await makeTestKey();
@@ -39,9 +43,19 @@ export async function scaleOutFixture(opts: {
     key,
   });
   const overlay = await makeOverlay({
-    storageUrl: opts.storageUrl,
+    storageUrl: opts.storageUrl ?? `file://${join(base, 'storage')}/{v_version}/{cloud}/{arch}`,
     parent: base,
-    clouds: ['nocloud', 'generic', 'azure'],
+    clouds: [opts.awsRegions ? 'aws' : 'nocloud', 'generic', 'azure'],
+    cloudSettings: opts.awsRegions
+      ? {
+          aws: {
+            image_format: 'vhd',
+            image_format_opts: 'vhd/fixed_force-size',
+            access: { PUBLIC: true },
+            regions: opts.awsRegions,
+          },
+        }
+      : {},
     bootstraps: ['tiny', 'cloudinit', 'b3', 'b4'],
     firmwares: ['bios'],
   });
@@ -56,6 +70,7 @@ export async function scaleOutFixture(opts: {
   await writeFile(trace, '');
   return {
     base,
+    store: join(base, 'storage'),
     trace,
     env: {
       PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`,
