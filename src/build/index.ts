@@ -9,6 +9,7 @@ import pLimit from 'p-limit';
 import type { Logger } from 'pino';
 import type { BuildOptions } from '../cli/options.js';
 import type { Image } from '../state/image.js';
+import type { ResourceDescriptor } from '../supply/provenance.js';
 import { errorMessage, UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { restoreCredentials } from '../util/redact.js';
@@ -53,6 +54,8 @@ export interface LocalBuildResult {
   /** accelerator the builder VM ran under */
   accelerator?: string;
   elapsedMs?: number;
+  /** what went into the disk (ISO or minirootfs, repository indexes), for the provenance */
+  inputs?: ResourceDescriptor[];
 }
 
 /** Tunables of the build step itself (not Packer's): tests shorten them. */
@@ -339,6 +342,15 @@ async function buildOne(image: Image, ctx: LocalBuildContext, sh: Shared): Promi
     set('iso');
     const iso = await sh.iso(isoUrlOf(image, options.cdnUrl));
     vlog.note(`builder ISO ${iso.path} (${iso.packerChecksum}, signed by ${iso.signedBy})`);
+    result.inputs = [
+      {
+        uri: iso.url,
+        digest: {
+          ...(iso.sha256 ? { sha256: iso.sha256 } : {}),
+          ...(iso.sha512 ? { sha512: iso.sha512 } : {}),
+        },
+      },
+    ];
 
     let firmware: string | undefined;
     const fwSetting = typeof c.qemu?.firmware === 'string' ? c.qemu.firmware : '';

@@ -68,6 +68,11 @@ function makeProgram(env: NodeJS.ProcessEnv): Command {
     .option('--skip <key...>', 'skip variants with any of these dimension key(s)')
     .option('--only <key...>', 'only variants with all of these dimension key(s)')
     .option('--revise', 'bump revision and rebuild if published or released', false)
+    .option(
+      '--publish-unchanged',
+      'upload, import and publish a build even when its content equals the latest released revision',
+      false,
+    )
     .option('--use-broker', 'use the identity broker to get credentials', false)
     .option('--color', 'colour Packer and log output (default: when stderr is a terminal)')
     .option('--no-color', 'turn off Packer and log colour output')
@@ -305,6 +310,7 @@ export function parseArgs(
       workDir?: string;
       output?: string;
       really: boolean;
+      publishUnchanged: boolean;
     } & ScaleOutFlags
   >();
   const warnings: string[] = [];
@@ -384,6 +390,7 @@ export function parseArgs(
     ...(o.output !== undefined ? { output: resolve(process.cwd(), o.output) } : {}),
     really: o.really,
     ...(scaleOut ? { scaleOut } : {}),
+    publishUnchanged: o.publishUnchanged,
   });
   return { options, warnings };
 }

@@ -33,6 +33,8 @@ export interface BuildOptions {
   readonly really: boolean;
   /** many workers over one storage (--shard, matrix); absent for an ordinary run */
   readonly scaleOut?: ScaleOutOptions;
+  /** upload, import and publish a --revise build whose content equals the released revision's */
+  readonly publishUnchanged?: boolean;
 }
 
 /** Options of sharded runs and of the matrix command (docs/scale-out.md). */

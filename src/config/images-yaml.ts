@@ -39,6 +39,7 @@ export const RUN_FIELDS: ReadonlySet<string> = new Set([
   'import_id',
   'import_region',
   'signing_key_fingerprint',
+  'supply',
   'metadata_updated',
   'actions',
   'undo',

@@ -73,6 +73,22 @@ export interface CatalogEntry {
   signing_key_fingerprint: string | null;
   metadata_url: string | null;
   regions: CatalogRegion[];
+  /** SBOMs, root filesystem manifest and provenance stored beside the image; null when it has none */
+  supply: CatalogSupply | null;
+}
+
+export interface CatalogSupply {
+  /** "sha256:<hex>" of the root filesystem manifest */
+  content_digest: string;
+  packages: number;
+  /** spdx, cyclonedx, manifest, provenance: the stored files */
+  files: {
+    kind: string;
+    file: string;
+    url: string | null;
+    checksum_url: string | null;
+    signature_url: string | null;
+  }[];
 }
 
 export interface Catalog {
@@ -235,6 +251,23 @@ function entryFor(
       return { region, image_id: id, ...regionLinks(image, plugin, region, id) };
     });
   const fingerprint = str(m.signing_key_fingerprint) ?? null;
+  const sup = m.supply && typeof m.supply === 'object' ? m.supply : undefined;
+  const supply: CatalogSupply | null =
+    sup && typeof sup.content_digest === 'string' && sup.content_digest
+      ? {
+          content_digest: sup.content_digest,
+          packages: Number(sup.packages ?? 0),
+          files: Object.entries(sup.files ?? {})
+            .filter(([, f]) => typeof f === 'string' && listing.has(f))
+            .map(([kind, f]) => ({
+              kind,
+              file: f,
+              url: url(f),
+              checksum_url: listing.has(`${f}.sha512`) ? url(`${f}.sha512`) : null,
+              signature_url: listing.has(`${f}.asc`) ? url(`${f}.asc`) : null,
+            })),
+        }
+      : null;
   return {
     id: `${c.version}/${variantPath(image)}`,
     version: c.version,
@@ -262,6 +295,7 @@ function entryFor(
     signing_key_fingerprint: signed ? fingerprint : null,
     metadata_url: url(`${r.name}.yaml`),
     regions,
+    supply,
   };
 }
 

@@ -2,12 +2,13 @@
 import { createReadStream } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { basename, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import type { ReadableStream as NodeWebStream } from 'node:stream/web';
 import * as openpgp from 'openpgp';
 import type { Logger } from 'pino';
 import type { Image } from '../state/image.js';
+import { recordedSupplyFiles } from '../supply/files.js';
 import { errorMessage, UserError } from '../util/errors.js';
 import { exists, writeFileAtomic } from '../util/fs.js';
 import { buildArgv, placeholderValues, runCommand } from './command.js';
@@ -137,14 +138,17 @@ export async function loadSigningKey(image: Image, env: NodeJS.ProcessEnv): Prom
   return key;
 }
 
-async function signInProcess(image: Image, ctx: SignContext, ascPath: string): Promise<string> {
-  const key = await loadSigningKey(image, ctx.env);
+async function signInProcess(
+  image: Image,
+  ctx: SignContext,
+  file: string,
+  ascPath: string,
+  key: openpgp.PrivateKey,
+): Promise<string> {
+  const filePath = join(image.localDir, file);
   const fingerprint = hexFingerprint(key);
-  ctx.log.info(
-    { image: image.imageName, fingerprint },
-    `signing ${image.uploadFile} with ${fingerprint} (signing_key)`,
-  );
-  const message = await openpgp.createMessage({ binary: fileStream(image.uploadPath) });
+  ctx.log.info({ image: image.imageName, fingerprint }, `signing ${file} with ${fingerprint} (signing_key)`);
+  const message = await openpgp.createMessage({ binary: fileStream(filePath) });
   const out = await openpgp.sign({ message, signingKeys: key, detached: true, format: 'armored' });
   let armored = '';
   for await (const chunk of out as AsyncIterable<string>) armored += chunk;
@@ -152,7 +156,7 @@ async function signInProcess(image: Image, ctx: SignContext, ascPath: string): P
   // verify what is on disk, against the public half of the key
   try {
     const signature = await openpgp.readSignature({ armoredSignature: await readFile(ascPath, 'utf8') });
-    await verifyDetached(image.uploadPath, signature, [key.toPublic()]);
+    await verifyDetached(filePath, signature, [key.toPublic()]);
   } catch (err) {
     await rm(ascPath, { force: true });
     throw new UserError(`${ascPath}: the signature just made does not verify: ${errorMessage(err)}`);
@@ -187,13 +191,19 @@ function issuerFingerprint(signature: openpgp.Signature): string | undefined {
   return Buffer.from(fp).toString('hex').toUpperCase();
 }
 
-async function signWithCommand(image: Image, ctx: SignContext, ascPath: string): Promise<string | undefined> {
+async function signWithCommand(
+  image: Image,
+  ctx: SignContext,
+  file: string,
+  ascPath: string,
+): Promise<string | undefined> {
+  const filePath = join(image.localDir, file);
   const template = str(image.config.signing_cmd)!;
-  const what = `signing_cmd for ${image.imageName}`;
+  const what = `signing_cmd for ${file === image.uploadFile ? image.imageName : file}`;
   const argv = buildArgv(
     template,
     placeholderValues(image.config, {
-      file: image.uploadPath,
+      file: filePath,
       v_version: image.vVersion,
       base: image.imageName,
       image_name: image.imageName,
@@ -206,7 +216,7 @@ async function signWithCommand(image: Image, ctx: SignContext, ascPath: string):
   );
   // a stale signature must not pass for the new one
   await rm(ascPath, { force: true });
-  ctx.log.info({ image: image.imageName }, `signing ${image.uploadFile} (signing_cmd)`);
+  ctx.log.info({ image: image.imageName }, `signing ${file} (signing_cmd)`);
   await runCommand(argv, { cwd: image.localDir, env: ctx.env, log: ctx.log, what });
   if (!(await exists(ascPath))) {
     throw new UserError(`${what}: the command succeeded but did not write ${ascPath}`);
@@ -237,7 +247,7 @@ async function signWithCommand(image: Image, ctx: SignContext, ascPath: string):
     throw new UserError(`signing_pubkey ${path}: not an armored OpenPGP public key: ${errorMessage(err)}`);
   }
   try {
-    const fp = await verifyDetached(image.uploadPath, signature, keys);
+    const fp = await verifyDetached(filePath, signature, keys);
     ctx.log.info({ image: image.imageName, fingerprint: fp }, `${basename(ascPath)} verified with ${path}`);
     return fp;
   } catch (err) {
@@ -265,11 +275,20 @@ export async function sign(image: Image, ctx: SignContext): Promise<SignResult> 
   if (!(await exists(image.uploadPath))) {
     throw new UserError(`${image.uploadPath}: image to sign is missing; run the local step first`);
   }
-  const ascFile = `${image.uploadFile}.asc`;
-  const ascPath = `${image.uploadPath}.asc`;
-  const fingerprint = key
-    ? await signInProcess(image, ctx, ascPath)
-    : await signWithCommand(image, ctx, ascPath);
+  // the image, then its SBOMs, manifest and provenance (those the local step wrote)
+  const files = [image.uploadFile];
+  for (const f of recordedSupplyFiles(image.state.supply)) {
+    if (await exists(join(image.localDir, f))) files.push(f);
+  }
+  const privateKey = key ? await loadSigningKey(image, ctx.env) : undefined;
+  let fingerprint: string | undefined;
+  for (const file of files) {
+    const ascPath = join(image.localDir, `${file}.asc`);
+    const fp = privateKey
+      ? await signInProcess(image, ctx, file, ascPath, privateKey)
+      : await signWithCommand(image, ctx, file, ascPath);
+    fingerprint ??= fp;
+  }
   const signed = (ctx.now?.() ?? new Date()).toISOString();
-  return { signed, ...(fingerprint ? { fingerprint } : {}), files: [ascFile] };
+  return { signed, ...(fingerprint ? { fingerprint } : {}), files: files.map((f) => `${f}.asc`) };
 }

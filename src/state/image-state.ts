@@ -24,8 +24,24 @@ export interface ImageState {
   readonly artifacts: Readonly<Record<string, string>> | null;
   /** fingerprint of the key that signed the image */
   readonly signing_key_fingerprint: string | null;
+  /** the build's supply chain: SBOMs, manifest, provenance and content digest (docs/supply-chain.md) */
+  readonly supply: SupplyState | null;
   /** when the metadata was last written (used to tell the newer of a local and a stored copy) */
   readonly metadata_updated: string | null;
+}
+
+/** What the local step recorded about an image's supply chain. */
+export interface SupplyState {
+  /** "sha256:<hex>" of the root filesystem manifest */
+  readonly content_digest: string;
+  /** installed packages listed in the SBOMs */
+  readonly packages: number;
+  /** kind (spdx, cyclonedx, manifest, provenance) -> file name beside the image */
+  readonly files: Readonly<Record<string, string>>;
+  /** the published/released revision a --revise build is compared with */
+  readonly baseline?: { readonly revision: number; readonly content_digest: string | null } | null;
+  /** the build has the same content as this (published/released) revision */
+  readonly unchanged_as?: number | null;
 }
 
 export type StateField = keyof ImageState;
@@ -72,6 +88,46 @@ const readArtifacts: Reader<Record<string, string> | null> = (v) => {
   return out;
 };
 
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+const readSupply: Reader<SupplyState | null> = (v) => {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'object' || Array.isArray(v)) return BAD;
+  const o = v as Record<string, unknown>;
+  const digest = o.content_digest;
+  if (typeof digest !== 'string' || (digest !== '' && !DIGEST.test(digest))) return BAD;
+  const packages = readRevision(o.packages ?? 0);
+  if (packages === BAD) return BAD;
+  const files: Record<string, string> = {};
+  if (o.files !== undefined && o.files !== null) {
+    if (typeof o.files !== 'object' || Array.isArray(o.files)) return BAD;
+    for (const [k, f] of Object.entries(o.files)) {
+      if (typeof f !== 'string' || readText(f) === BAD || f.includes('/')) return BAD;
+      files[k] = f;
+    }
+  }
+  let baseline: SupplyState['baseline'] = null;
+  if (o.baseline !== undefined && o.baseline !== null) {
+    const b = o.baseline as Record<string, unknown>;
+    const rev = readRevision(b.revision);
+    const bd = b.content_digest ?? null;
+    if (
+      typeof b !== 'object' ||
+      rev === BAD ||
+      (bd !== null && (typeof bd !== 'string' || !DIGEST.test(bd)))
+    ) {
+      return BAD;
+    }
+    baseline = { revision: rev, content_digest: bd as string | null };
+  }
+  let unchanged: number | null = null;
+  if (o.unchanged_as !== undefined && o.unchanged_as !== null) {
+    const u = readRevision(o.unchanged_as);
+    if (u === BAD) return BAD;
+    unchanged = u;
+  }
+  return { content_digest: digest, packages, files, baseline, unchanged_as: unchanged };
+};
+
 const TIMESTAMP = { read: readTimestamp, expected: 'an ISO date-time or null', empty: null, tag: true };
 
 /** Every state field, in metadata order. */
@@ -92,6 +148,12 @@ const FIELDS: { readonly [K in StateField]: FieldSpec<ImageState[K]> } = {
     tag: false,
   },
   signing_key_fingerprint: { read: readText, expected: 'a key fingerprint or null', empty: null, tag: false },
+  supply: {
+    read: readSupply,
+    expected: 'a supply record (content_digest, packages, files, baseline, unchanged_as) or null',
+    empty: null,
+    tag: false,
+  },
   metadata_updated: { read: readTimestamp, expected: 'an ISO date-time', empty: null, tag: false },
 };
 
@@ -164,6 +226,8 @@ export interface ImportedResult {
 export const stateAfter = {
   /** the state step found a newer stored revision, or --revise starts a new one: everything starts over */
   revision: (_s: ImageState, revision: number): ImageState => emptyState(revision),
+  /** the local step wrote the SBOMs, manifest and provenance (or --revise set the baseline to compare with) */
+  supplied: (s: ImageState, supply: SupplyState | null): ImageState => next(s, { supply }),
   /** the local step built the image */
   built: (s: ImageState, at: string): ImageState => next(s, { built: at }),
   /** the upload step stored the image (and its metadata follows) */

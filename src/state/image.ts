@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { ImageConfig } from '../config/types.js';
-import { emptyState, type ImageState, STATE_TAGS, stateTags } from './image-state.js';
+import { emptyState, type ImageState, STATE_TAGS, type SupplyState, stateTags } from './image-state.js';
 
 /** Fill `{key}` placeholders from `values`; unknown placeholders are left as they are. */
 export function fillPlaceholders(template: string, values: Record<string, unknown>): string {
@@ -41,6 +41,7 @@ export interface ImageTags {
 export interface ImageMetadata extends ImageTags {
   artifacts?: Record<string, string> | null;
   signing_key_fingerprint?: string;
+  supply?: SupplyState | null;
   metadata_updated: string;
 }
 

@@ -37,6 +37,7 @@ export function metadataOf(image: Image, now: Date): ImageMetadata {
     ...image.tags(),
     artifacts: s.artifacts ? { ...s.artifacts } : null,
     ...(s.signing_key_fingerprint ? { signing_key_fingerprint: s.signing_key_fingerprint } : {}),
+    ...(s.supply ? { supply: s.supply } : {}),
     metadata_updated: now.toISOString(),
   };
 }

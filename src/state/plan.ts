@@ -18,6 +18,10 @@ export interface PlanInput {
   cloudActions: ReadonlySet<string>;
   /** signing_cmd or signing_key is configured */
   canSign: boolean;
+  /** the build has the same content as this published/released revision (supply.unchanged_as) */
+  unchangedAs?: number | null;
+  /** --publish-unchanged: upload, import and publish such a build all the same */
+  publishUnchanged?: boolean;
 }
 
 export type UndoAction = 'import' | 'upload' | 'local';
@@ -34,6 +38,8 @@ export interface Plan {
   revised: boolean;
   /** why steps were left out, for the log */
   notes: string[];
+  /** not uploaded, imported or published: same content as this revision */
+  unchanged?: number;
 }
 
 function stepIncluded(s: ImageStep, target: Step): boolean {
@@ -78,6 +84,17 @@ export function planActions(input: PlanInput): Plan {
     localBuild = false;
   }
 
+  const unchangedAs = input.unchangedAs ?? undefined;
+  if (input.revise && !revised && unchangedAs !== undefined && !uploaded && !published && !released) {
+    // a build that came out the same as a released revision waits unreleased: --revise builds it again,
+    // as the packages may have changed since
+    revised = true;
+    notes.push(`rebuilding r${revision}: its last build had the same content as r${unchangedAs}`);
+    built = uploaded = imported = signed = null;
+    if (input.localBuild) undo.push('local');
+    localBuild = false;
+  }
+
   const disabled = new Set<string>(input.disable);
   const actions = new Set<ImageStep>(
     IMAGE_STEPS.filter((s) => stepIncluded(s, input.target) && !disabled.has(s)),
@@ -103,6 +120,13 @@ export function planActions(input: PlanInput): Plan {
   }
   if (released) actions.delete('release');
 
+  let unchanged: number | undefined;
+  if (!revised && unchangedAs !== undefined && !uploaded && !input.publishUnchanged) {
+    for (const s of ['upload', 'import', 'sign', 'publish', 'release'] as const) actions.delete(s);
+    unchanged = unchangedAs;
+    notes.push(`unchanged (same content as r${unchangedAs})`);
+  }
+
   return {
     actions: IMAGE_STEPS.filter((s) => actions.has(s)),
     undo,
@@ -110,5 +134,6 @@ export function planActions(input: PlanInput): Plan {
     revision,
     revised,
     notes,
+    ...(unchanged !== undefined ? { unchanged } : {}),
   };
 }

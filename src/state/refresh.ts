@@ -20,6 +20,8 @@ export interface StateContext {
   readonly cloudActions: (cloud: string) => ReadonlySet<string>;
   readonly parallel: number;
   readonly log: Logger;
+  /** --publish-unchanged */
+  readonly publishUnchanged?: boolean;
 }
 
 export type MetadataSource = 'storage' | 'local' | 'none';
@@ -150,6 +152,8 @@ export async function refreshState(images: readonly Image[], ctx: StateContext):
           revise: ctx.revise,
           cloudActions: ctx.cloudActions(image.config.cloud),
           canSign: image.signingConfigured,
+          unchangedAs: s.supply?.unchanged_as ?? null,
+          publishUnchanged: ctx.publishUnchanged ?? false,
         };
         const plan = planActions(input);
         if (ctx.target === 'state') {

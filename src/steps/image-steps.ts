@@ -1,4 +1,5 @@
 import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import pLimit from 'p-limit';
 import { formatPublishSummary } from '../../clouds/index.js';
 import type { RegionFailure } from '../../clouds/types.js';
@@ -6,6 +7,8 @@ import { releaseImage, signImage } from '../release/index.js';
 import type { Image } from '../state/image.js';
 import { stateAfter } from '../state/image-state.js';
 import type { UndoAction } from '../state/plan.js';
+import { recordedSupplyFiles } from '../supply/files.js';
+import type { ResourceDescriptor } from '../supply/provenance.js';
 import { crashPoint } from '../util/crash.js';
 import { errorMessage, UserError } from '../util/errors.js';
 import { exists } from '../util/fs.js';
@@ -67,11 +70,18 @@ async function stepLocal(images: readonly Image[], ctx: RunContext): Promise<Ste
   const results = await buildLocal(images, { log: ctx.log, options: ctx.options });
   const byKey = new Map(results.map((r) => [r.configKey, r]));
   const failures: StepFailure[] = [];
+  const supply = await supplyTools(ctx);
   for (const image of images) {
     const r = byKey.get(image.config.config_key);
     if (!r?.ok) {
       const why = r?.error ?? 'no result from the build';
       failures.push(failure(image, 'local', `${why}${r ? ` (log: ${r.logFile})` : ''}`));
+      continue;
+    }
+    try {
+      await recordSupplyChain(image, r, supply, ctx);
+    } catch (err) {
+      failures.push(failure(image, 'local', `supply chain: ${errorMessage(err)}`));
       continue;
     }
     image.record(stateAfter.built(image.state, ctx.now().toISOString()));
@@ -80,13 +90,73 @@ async function stepLocal(images: readonly Image[], ctx: RunContext): Promise<Ste
   return failures;
 }
 
+type SupplyTools = Awaited<ReturnType<typeof supplyTools>>;
+
+/** The supply-chain module and what it needs once per run (tool version and commit, config digests). */
+async function supplyTools(ctx: RunContext) {
+  const mod = await import('../supply/produce.js');
+  const [tool, digests] = await Promise.all([
+    mod.toolInfo(ctx.options.rootDir),
+    mod.configDigests(ctx.options.workDir, ctx.options.custom),
+  ]);
+  return { mod, tool, digests };
+}
+
+/** SBOMs, manifest and provenance of a fresh build, and whether its content equals its --revise baseline. */
+async function recordSupplyChain(
+  image: Image,
+  r: { elapsedMs?: number; inputs?: ResourceDescriptor[] },
+  tools: SupplyTools,
+  ctx: RunContext,
+): Promise<void> {
+  const t0 = Date.now();
+  const finished = ctx.now();
+  const s = await tools.mod.produceSupplyChain(image, {
+    rootDir: ctx.options.rootDir,
+    workDir: ctx.options.workDir,
+    custom: ctx.options.custom,
+    tool: tools.tool,
+    started: new Date(finished.getTime() - (r.elapsedMs ?? 0)),
+    finished,
+    inputs: r.inputs ?? [],
+    configDigests: tools.digests,
+  });
+  image.record(stateAfter.supplied(image.state, s));
+  ctx.log.info(
+    { image: image.imageName, content_digest: s.content_digest, packages: s.packages, ms: Date.now() - t0 },
+    `local: ${image.imageName}: SBOMs of ${s.packages} packages, manifest ${s.content_digest.slice(0, 19)}…, provenance`,
+  );
+  if (s.packages === 0) {
+    ctx.log.warn(
+      { image: image.imageName },
+      `local: ${image.imageName}: the image has no /lib/apk/db/installed; its SBOMs list no packages`,
+    );
+  }
+  if (s.unchanged_as !== null && s.unchanged_as !== undefined) {
+    ctx.log.warn(
+      { image: image.imageName },
+      `local: ${image.imageName}: unchanged (same content as r${s.unchanged_as})`,
+    );
+  }
+}
+
+/** The image file and the supply-chain files beside it that exist locally. */
+async function storedFiles(image: Image): Promise<string[]> {
+  const files = [image.uploadFile];
+  for (const f of recordedSupplyFiles(image.state.supply)) {
+    if (await exists(join(image.localDir, f))) files.unshift(f);
+  }
+  return files;
+}
+
 async function upload(image: Image, ctx: RunContext): Promise<void> {
   if (!image.storageUrl) throw new UserError(`${image.config.config_key}: no storage_url configured`);
   if (!(await exists(image.uploadPath))) {
     throw new UserError(`${image.uploadPath}: local image missing; run the local step (or --revise)`);
   }
   const storage = ctx.pool.get(image.storageUrl);
-  await storage.store(image.localDir, [image.uploadFile], { checksum: true });
+  // the SBOMs, manifest and provenance first, the image last
+  await storage.store(image.localDir, await storedFiles(image), { checksum: true });
   crashPoint('upload:after-image');
   image.record(stateAfter.uploaded(image.state, ctx.now().toISOString()));
   await saveMetadata(image, ctx);

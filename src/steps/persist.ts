@@ -1,5 +1,6 @@
 import type { Image } from '../state/image.js';
 import { writeMetadata } from '../state/metadata.js';
+import { supplyFileNames } from '../supply/files.js';
 import { crashPoint } from '../util/crash.js';
 import type { RunContext } from './context.js';
 
@@ -19,5 +20,10 @@ export async function saveMetadata(image: Image, ctx: RunContext): Promise<void>
 /** Every file of one revision in storage. */
 export function revisionFiles(image: Image): string[] {
   const up = image.uploadFile;
-  return [up, `${up}.sha512`, `${up}.asc`, image.metadataFile, `${image.metadataFile}.sha512`];
+  const supply = Object.values(supplyFileNames(image.imageName)).flatMap((f) => [
+    f,
+    `${f}.sha512`,
+    `${f}.asc`,
+  ]);
+  return [up, `${up}.sha512`, `${up}.asc`, ...supply, image.metadataFile, `${image.metadataFile}.sha512`];
 }

@@ -11,6 +11,7 @@ import { Image } from '../state/image.js';
 import { stateAfter } from '../state/image-state.js';
 import { type PlannedImage, refreshState } from '../state/refresh.js';
 import { createStoragePool } from '../storage/index.js';
+import { supplyForRevise } from '../supply/files.js';
 import { lockWorkDir } from '../util/lock.js';
 import { redactText } from '../util/redact.js';
 import { configsStep } from './configs.js';
@@ -107,6 +108,7 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
     cloudActions: (cloud) => ctx.cloud(cloud).actions,
     parallel: options.parallel,
     log,
+    publishUnchanged: options.publishUnchanged ?? false,
   });
   for (const s of states) {
     for (const n of s.plan.notes) log.debug({ image: s.image.imageName }, n);
@@ -119,9 +121,22 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
   // --revise: start the new revision (the old revision's local files go, unless only reporting)
   for (const s of states.filter((x) => x.plan.revised)) {
     if (target !== 'state') {
+      const before = { revision: s.image.revision, supply: s.image.state.supply };
       await undoImage(s.image, s.plan.undo, ctx);
       s.image.record(stateAfter.revision(s.image.state, s.plan.revision));
-      log.warn({ image: s.image.imageName }, `revision bumped to r${s.plan.revision}`);
+      // the new build is compared with the revision left behind (released only when its content differs)
+      s.image.record(
+        stateAfter.supplied(
+          s.image.state,
+          supplyForRevise(before.supply, before.revision, s.plan.revision !== before.revision),
+        ),
+      );
+      log.warn(
+        { image: s.image.imageName },
+        s.plan.revision !== before.revision
+          ? `revision bumped to r${s.plan.revision}`
+          : `rebuilding r${s.plan.revision}`,
+      );
     } else {
       log.warn({ image: s.image.nameFor(s.plan.revision) }, `would bump revision to r${s.plan.revision}`);
     }
@@ -172,6 +187,7 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
       .filter((s) => s.plan.actions.includes(step) && !failed.has(s.image.config.config_key))
       .map((s) => s.image);
     const outcome = await runStep(step, todo, ctx);
+    if (step === 'local' && !options.publishUnchanged) holdUnchanged(states, todo, out);
     for (const f of outcome.failures) failed.add(f.configKey);
     failures.push(...outcome.failures);
     regionFailures.push(...outcome.regionFailures);
@@ -191,6 +207,25 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
 function runFields(p: PlannedImage | undefined): Record<string, unknown> | undefined {
   if (!p) return undefined;
   return { ...p.image.state, actions: p.plan.actions, undo: p.plan.undo };
+}
+
+/**
+ * Release only on change: a build whose content equals the revision it was compared with (see supplyForRevise)
+ * goes no further than local.
+ */
+function holdUnchanged(
+  states: readonly PlannedImage[],
+  built: readonly Image[],
+  out: (t: string) => void,
+): void {
+  const justBuilt = new Set(built);
+  for (const s of states) {
+    const same = s.image.state.supply?.unchanged_as;
+    if (!justBuilt.has(s.image) || same === null || same === undefined) continue;
+    s.plan.actions = s.plan.actions.filter((a) => a === 'local');
+    s.plan.unchanged = same;
+    out(`${s.image.imageName}: unchanged (same content as r${same}); not uploaded, imported or published`);
+  }
 }
 
 function catalogDir(images: readonly Image[]): string | undefined {

@@ -14,7 +14,10 @@ export function planTable(states: readonly PlannedImage[]): string {
   const rows = [['IMAGE', 'ACTIONS', 'UNDO']];
   for (const s of states) {
     const undo = s.plan.rollbackBlocked ? 'refused (published/released)' : s.plan.undo.join(' ') || '-';
-    rows.push([s.image.imageName, s.plan.actions.join(' ') || '-', undo]);
+    const actions =
+      s.plan.actions.join(' ') ||
+      (s.plan.unchanged !== undefined ? `unchanged (same content as r${s.plan.unchanged})` : '-');
+    rows.push([s.image.imageName, actions, undo]);
   }
   return table(rows);
 }

@@ -202,6 +202,7 @@ describe('writeCatalog', () => {
         { region: 'us-east-1', image_id: 'ami-a1use1', ...awsLinks('us-east-1', 'ami-a1use1') },
         { region: 'us-west-2', image_id: 'ami-a1usw2', ...awsLinks('us-west-2', 'ami-a1usw2') },
       ],
+      supply: null,
     });
   });
 

@@ -63,6 +63,7 @@ describe('the image state', () => {
       'released',
       'artifacts',
       'signing_key_fingerprint',
+      'supply',
       'metadata_updated',
     ]);
     for (const f of STATE_FIELDS) expect(RUN_FIELDS.has(f), f).toBe(true);
@@ -162,5 +163,23 @@ describe('the image state', () => {
     // neither the file nor its temporary copy stays in the image's work directory
     expect(await readdir(image.localDir).catch(() => [])).toEqual([]);
     expect(image.state).toEqual(emptyState(0));
+  });
+});
+
+describe('the supply record in the image state', () => {
+  const D = `sha256:${'a'.repeat(64)}`;
+  it('reads back what the local step wrote and refuses a malformed one', () => {
+    const supply = {
+      content_digest: D,
+      packages: 62,
+      files: { spdx: 'x.spdx.json' },
+      baseline: { revision: 1, content_digest: D },
+      unchanged_as: 1,
+    };
+    const r = readState({ revision: 2, supply });
+    expect('state' in r && r.state.supply).toEqual(supply);
+    expect('problems' in readState({ supply: { content_digest: 'md5:x' } })).toBe(true);
+    expect('problems' in readState({ supply: { content_digest: D, files: { spdx: '../x' } } })).toBe(true);
+    expect('state' in readState({}) && readState({})).toMatchObject({ state: { supply: null } });
   });
 });

@@ -1,0 +1,171 @@
+// After the local build: read the disk the builder made, and write beside the image its SBOMs (SPDX 2.3,
+// CycloneDX 1.6), its root filesystem manifest and the provenance statement, each with a .sha512. Every file is
+// written atomically; on failure none of them is left behind.
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readdir, readFile, rm } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join, relative } from 'node:path';
+import { promisify } from 'node:util';
+import type { Image } from '../state/image.js';
+import type { SupplyState } from '../state/image-state.js';
+import { hashFile, writeFileAtomic } from '../util/fs.js';
+import { parseInstalledDb } from './apkdb.js';
+import { readDisk } from './disk.js';
+import { supplyFileNames, unchangedAs } from './files.js';
+import { buildProvenance, type ResourceDescriptor, serializeProvenance } from './provenance.js';
+import { buildCycloneDx, buildSpdx, serializeCycloneDx, serializeSpdx } from './sbom.js';
+
+export interface ToolInfo {
+  name: string;
+  version: string;
+  commit?: string;
+}
+
+export interface SupplyContext {
+  rootDir: string;
+  workDir: string;
+  /** --custom overlay directories */
+  custom: readonly string[];
+  tool: ToolInfo;
+  /** build start and finish */
+  started: Date;
+  finished: Date;
+  /** inputs the builder reports (minirootfs or ISO, repository indexes) */
+  inputs?: readonly ResourceDescriptor[];
+  /** digests of work/configs and the overlays, computed once per run */
+  configDigests?: ConfigDigests;
+}
+
+export interface ConfigDigests {
+  configs: Record<string, string>;
+  overlays: { path: string; digest: string }[];
+}
+
+const run = promisify(execFile);
+
+/** This tool's name, version (package.json) and git commit (when the checkout has one). */
+export async function toolInfo(rootDir: string): Promise<ToolInfo> {
+  const pkg = JSON.parse(await readFile(join(rootDir, 'package.json'), 'utf8')) as {
+    name: string;
+    version: string;
+  };
+  let commit: string | undefined;
+  try {
+    commit = (await run('git', ['-C', rootDir, 'rev-parse', 'HEAD'])).stdout.trim() || undefined;
+  } catch {
+    commit = undefined;
+  }
+  return { name: pkg.name, version: pkg.version, ...(commit ? { commit } : {}) };
+}
+
+async function filesUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (d: string) => {
+    let entries: import('node:fs').Dirent[];
+    try {
+      entries = await readdir(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (e.isFile()) out.push(p);
+    }
+  };
+  await walk(dir);
+  return out.sort();
+}
+
+/** sha256 of every file of work/configs, and of each overlay (over its files' paths and digests). */
+export async function configDigests(workDir: string, custom: readonly string[]): Promise<ConfigDigests> {
+  const configsDir = join(workDir, 'configs');
+  const configs: Record<string, string> = {};
+  for (const f of await filesUnder(configsDir))
+    configs[relative(configsDir, f)] = await hashFile(f, 'sha256');
+  const overlays: ConfigDigests['overlays'] = [];
+  for (const dir of custom) {
+    const h = createHash('sha256');
+    for (const f of await filesUnder(dir)) h.update(`${relative(dir, f)}\0${await hashFile(f, 'sha256')}\n`);
+    overlays.push({ path: dir, digest: h.digest('hex') });
+  }
+  return { configs, overlays };
+}
+
+/** The kinds and names of the files written, and the record for the metadata. */
+export async function produceSupplyChain(image: Image, ctx: SupplyContext): Promise<SupplyState> {
+  const c = image.config;
+  const names = supplyFileNames(image.imageName);
+  const paths = Object.values(names).map((n) => join(image.localDir, n));
+  try {
+    const disk = await readDisk(image.localImage);
+    // a root not installed by apk (e.g. a stand-in builder's copy of itself) has no package database: its SBOMs
+    // list no packages, and the caller says so
+    const packages =
+      disk.installedDb === undefined
+        ? []
+        : parseInstalledDb(disk.installedDb, `${image.localImage}:/lib/apk/db/installed`);
+    const [sha256, sha512] = await Promise.all([
+      hashFile(image.uploadPath, 'sha256'),
+      hashFile(image.uploadPath, 'sha512'),
+    ]);
+    const subject = {
+      name: image.imageName,
+      version: `${c.release}-r${image.revision}`,
+      release: c.release,
+      arch: c.arch,
+      file: { name: image.uploadFile, sha256, sha512 },
+      contentDigest: disk.manifest.digest,
+      supplier: c.project,
+    };
+    const sbomInput = { subject, packages, created: ctx.finished, tool: ctx.tool };
+    const texts: [string, string][] = [
+      [names.manifest, disk.manifest.text],
+      [names.spdx, serializeSpdx(buildSpdx(sbomInput))],
+      [names.cyclonedx, serializeCycloneDx(buildCycloneDx(sbomInput))],
+    ];
+    const subjects = [{ name: image.uploadFile, sha256 }];
+    for (const [name, text] of texts) {
+      const path = join(image.localDir, name);
+      await writeFileAtomic(path, text);
+      await writeFileAtomic(`${path}.sha512`, `${createHash('sha512').update(text).digest('hex')}\n`);
+      subjects.push({ name, sha256: createHash('sha256').update(text).digest('hex') });
+    }
+    const digests = ctx.configDigests ?? (await configDigests(ctx.workDir, ctx.custom));
+    const statement = buildProvenance({
+      subjects,
+      variant: {
+        config_key: c.config_key,
+        image_key: c.image_key,
+        name: image.imageName,
+        revision: image.revision,
+        ...(typeof c.builder === 'string' ? { builder: c.builder } : {}),
+      },
+      configs: digests.configs,
+      overlays: digests.overlays,
+      inputs: ctx.inputs ?? [],
+      packages,
+      release: c.release,
+      contentDigest: disk.manifest.digest,
+      tool: ctx.tool,
+      started: ctx.started,
+      finished: ctx.finished,
+      invocationId: `${hostname()}/${process.pid}/${ctx.started.toISOString()}`,
+    });
+    const prov = serializeProvenance(statement);
+    const provPath = join(image.localDir, names.provenance);
+    await writeFileAtomic(provPath, prov);
+    await writeFileAtomic(`${provPath}.sha512`, `${createHash('sha512').update(prov).digest('hex')}\n`);
+    const supply: SupplyState = {
+      content_digest: disk.manifest.digest,
+      packages: packages.length,
+      files: { ...names },
+      baseline: image.state.supply?.baseline ?? null,
+    };
+    return { ...supply, unchanged_as: unchangedAs(supply) };
+  } catch (err) {
+    await Promise.all(paths.flatMap((p) => [p, `${p}.sha512`]).map((p) => rm(p, { force: true })));
+    throw err;
+  }
+}
