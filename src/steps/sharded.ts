@@ -169,7 +169,7 @@ export async function runSharded(
   const saveYaml = () => yamlLimit(() => writeImagesYaml(join(options.workDir, 'images.yaml'), images));
   const pollMs = Math.min(Math.max(mgr.renewEveryMs, 100), 5000);
 
-  const stopSignals = onSignals(() => mgr.releaseAll());
+  // (an interrupted or killed worker leaves its leases to expire: the others take its images over after the TTL)
   try {
     let pending = order;
     while (pending.length > 0) {
@@ -217,7 +217,6 @@ export async function runSharded(
     }
   } finally {
     await mgr.releaseAll();
-    stopSignals();
     await saveYaml();
   }
   outcome.leaseRequests = mgr.requests;
@@ -302,19 +301,4 @@ function shardReport(o: ShardedOutcome, own: Set<string>, total: number, request
   const did = [...o.results.values()].filter((r) => r.result === 'done').length;
   const perImage = total > 0 ? (requests / total).toFixed(1) : '0';
   return `${table}\n${did} image(s) done by this worker of ${total}; lease requests: ${requests} (${perImage} per image)`;
-}
-
-/** Release the leases when the worker is stopped (SIGTERM/SIGINT from the CI), then exit as the signal asks. */
-function onSignals(release: () => Promise<void>): () => void {
-  const handler = (sig: NodeJS.Signals) => {
-    void release().finally(() => process.kill(process.pid, sig));
-    process.off('SIGTERM', handler);
-    process.off('SIGINT', handler);
-  };
-  process.on('SIGTERM', handler);
-  process.on('SIGINT', handler);
-  return () => {
-    process.off('SIGTERM', handler);
-    process.off('SIGINT', handler);
-  };
 }

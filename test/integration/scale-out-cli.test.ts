@@ -5,16 +5,24 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { BUILD, type RunResult, runBuild } from '../helpers/cli.js';
 import { awsTestEnv, type Ec2Emulator, startEc2 } from '../helpers/ec2-emulator.js';
+import { type MotoHandle, motoUnavailableReason, startMoto } from '../helpers/moto.js';
 import { makeOverlay, RELEASES_URL } from '../helpers/overlay.js';
 import { type S3rverHandle, startS3rver } from '../helpers/s3rver.js';
 import { SCALE_OUT_IMAGES, type ScaleOutFixture, scaleOutFixture } from '../helpers/scale-out.js';
+import { type SshdHandle, sshdUnavailableReason, startSshd } from '../helpers/sshd.js';
 
 const hasQemuImg = existsSync('/usr/bin/qemu-img');
 if (!hasQemuImg) console.warn('skipping the sharded CLI tests: qemu-img is not installed');
+
+const noMoto = motoUnavailableReason();
+const noSshd = sshdUnavailableReason();
+if (noMoto) console.warn(`skipping the sharded run over S3: ${noMoto}`);
+if (noSshd) console.warn(`skipping the sharded run over ssh: ${noSshd}`);
 
 const REGIONS = { 'us-west-2': true, 'eu-west-1': true };
 
@@ -92,6 +100,8 @@ function worker(
 describe.skipIf(!hasQemuImg)('sharded workers through ./build', { timeout: 300_000 }, () => {
   let s3: S3rverHandle;
   let emu: Ec2Emulator;
+  let moto: MotoHandle | undefined;
+  let sshd: SshdHandle | undefined;
   const fixtures: ScaleOutFixture[] = [];
 
   beforeAll(async () => {
@@ -100,6 +110,8 @@ describe.skipIf(!hasQemuImg)('sharded workers through ./build', { timeout: 300_0
   }, 60_000);
 
   afterAll(async () => {
+    await moto?.stop();
+    await sshd?.stop();
     await emu?.close();
     await s3?.stop();
     for (const f of fixtures) await f.cleanup();
@@ -173,6 +185,77 @@ describe.skipIf(!hasQemuImg)('sharded workers through ./build', { timeout: 300_0
     expect(await leaseFiles(store)).toEqual([]);
     expect((await walk(store)).filter((f) => f.split('/').pop()!.startsWith('.'))).toEqual([]);
   });
+
+  for (const backend of ['s3:// (moto)', 'ssh://'] as const) {
+    const skip = backend === 'ssh://' ? noSshd : noMoto;
+    it.skipIf(Boolean(skip))(
+      `four workers over ${backend}: each image built and uploaded once, no lease left`,
+      async () => {
+        let env: Record<string, string>;
+        let storageUrl: string;
+        let keys: () => Promise<string[]>;
+        if (backend === 'ssh://') {
+          sshd ??= await startSshd();
+          const sd = sshd;
+          env = sd.env;
+          storageUrl = `${sd.urlPrefix}/store/{v_version}/{cloud}/{arch}`;
+          keys = () => walk(join(sd.home, 'store'));
+        } else {
+          moto ??= await startMoto();
+          const client = new S3Client({
+            endpoint: moto.endpoint,
+            region: 'us-east-1',
+            forcePathStyle: true,
+            credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+          });
+          await client.send(new CreateBucketCommand({ Bucket: 'scale' }));
+          env = moto.env;
+          storageUrl = 's3://scale/{v_version}/{cloud}/{arch}';
+          keys = async () => {
+            const res = await client.send(new ListObjectsV2Command({ Bucket: 'scale' }));
+            return (res.Contents ?? []).map((o) => o.Key!);
+          };
+        }
+        const fx = await scaleOutFixture({ buildSeconds: 1, storageUrl });
+        fixtures.push(fx);
+        const results = await Promise.all(
+          [1, 2, 3, 4].map((i) =>
+            runBuild(
+              [
+                'upload',
+                '--shard',
+                `${i}/4`,
+                '--run-id',
+                'run-3',
+                '--lease-ttl',
+                '10',
+                ...fx.args(join(fx.base, `w${i}`)),
+              ],
+              { env: { ...fx.env, ...env }, timeoutMs: 240_000 },
+            ),
+          ),
+        );
+        for (const r of results) expect(r.code, r.stderr.slice(-4000)).toBe(0);
+        const { started } = await builds(fx.trace);
+        expect(started.size).toBe(SCALE_OUT_IMAGES);
+        for (const [name, n] of started) expect([name, n]).toEqual([name, 1]);
+        const stored = await keys();
+        const metadata = stored.filter((k) => k.endsWith('.yaml') && !k.includes('/.'));
+        expect(metadata).toHaveLength(SCALE_OUT_IMAGES);
+        const logs = results.map((r) => r.stderr).join('\n');
+        for (const k of metadata) {
+          const name = k
+            .split('/')
+            .pop()!
+            .replace(/\.yaml$/, '');
+          expect(logs.split(`upload: ${name} done`).length - 1, name).toBe(1);
+        }
+        expect(stored.filter((k) => k.includes('.leases/') || k.split('/').pop()!.startsWith('.'))).toEqual(
+          [],
+        );
+      },
+    );
+  }
 
   it('a worker killed with SIGKILL: the others finish its images once its lease expires', async () => {
     const fx = await scaleOutFixture({ buildSeconds: 2 });
