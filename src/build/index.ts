@@ -7,6 +7,7 @@ import { createInterface } from 'node:readline';
 import { execa } from 'execa';
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
+import { parse as parseYaml } from 'yaml';
 import type { BuildOptions } from '../cli/options.js';
 import type { Image } from '../state/image.js';
 import type { ResourceDescriptor } from '../supply/provenance.js';
@@ -16,6 +17,15 @@ import { restoreCredentials } from '../util/redact.js';
 import { type AccelChoice, probeAccelerator } from './accel.js';
 import { loadApkKeys } from './apk.js';
 import {
+  type BuilderDecision,
+  buildChroot,
+  chrootDecision,
+  type HostFacts,
+  minirootfsUrl,
+  probeHost,
+} from './chroot/index.js';
+import { edgeMinirootfs } from './chroot/plan.js';
+import {
   type ConvertTarget,
   checkOutputSettings,
   compressImage,
@@ -23,6 +33,7 @@ import {
   type Runner,
   writeChecksum,
 } from './convert.js';
+import { fetchText } from './download.js';
 import { ensureUefiFirmware, firmwarePath } from './firmware.js';
 import { fetchVerifiedIso, loadTrustedKeys, type TrustedKeys, type VerifiedIso } from './iso.js';
 import {
@@ -34,7 +45,7 @@ import {
   packerEnv,
 } from './packer.js';
 import { type BuildState, formatElapsed, Progress, stateFromPackerLine } from './progress.js';
-import { acceleratorFromVarFiles, defaultCpus, packerVariant } from './variant.js';
+import { acceleratorFromVarFiles, bootloaderOf, defaultCpus, packerVariant } from './variant.js';
 
 export interface LocalBuildContext {
   readonly log: Logger;
@@ -53,6 +64,11 @@ export interface LocalBuildResult {
   sha512?: string;
   /** accelerator the builder VM ran under */
   accelerator?: string;
+  /** which builder made the image */
+  builder?: 'chroot' | 'vm';
+  /** chroot builder: the SOURCE_DATE_EPOCH of the image and the time of each phase (ms) */
+  sourceDateEpoch?: number;
+  timings?: Record<string, number>;
   elapsedMs?: number;
   /** what went into the disk (ISO or minirootfs, repository indexes), for the provenance */
   inputs?: ResourceDescriptor[];
@@ -66,6 +82,39 @@ export interface LocalBuildTuning {
   kvmProbeTimeoutMs?: number;
   /** packer binary; default "packer" */
   packerBin?: string;
+  /** the host facts the builder choice is made from (tests); default: probed */
+  hostFacts?: HostFacts;
+}
+
+/** "x86_64 BIOS (extlinux)" */
+function builderScope(image: Image): string {
+  return `${image.config.arch} ${image.config.firmware.toUpperCase()} (${bootloaderOf(image)})`;
+}
+
+/**
+ * The builder of each variant (its `builder` setting, else chroot where the host can run it), with one log
+ * line per distinct choice saying why.
+ */
+async function chooseBuilders(
+  images: readonly Image[],
+  log: Logger,
+  facts?: HostFacts,
+): Promise<Map<string, BuilderDecision>> {
+  const hf = facts ?? (await probeHost([...new Set(images.map((i) => i.config.arch))]));
+  const out = new Map<string, BuilderDecision>();
+  const said = new Set<string>();
+  for (const image of images) {
+    const setting = typeof image.config.builder === 'string' ? image.config.builder : null;
+    const d = chrootDecision({ arch: image.config.arch, bootloader: bootloaderOf(image), setting }, hf);
+    out.set(image.config.config_key, d);
+    const line = `builder for ${builderScope(image)}: ${d.error ? 'none' : d.builder} (${d.error ?? d.reason})`;
+    if (!said.has(line)) {
+      said.add(line);
+      if (d.error) log.error(line);
+      else log.info({ builder: d.builder, mode: d.mode }, line);
+    }
+  }
+  return out;
 }
 
 /** Lines of Packer's debug log that must not reach build.log: VNC typing logs typed text one key at a time. */
@@ -177,6 +226,16 @@ async function firmwareFor(image: Image, setting: string, workDir: string, sh: S
   return path;
 }
 
+/** The variant's minirootfs: the release's, or for edge the newest one latest-releases.yaml names. */
+async function minirootfsUrlOf(image: Image, cdnUrl: string): Promise<string> {
+  const c = image.config;
+  if (image.vVersion !== 'edge') return minirootfsUrl(cdnUrl, image.vVersion, c.release, c.arch);
+  const dir = `${cdnUrl.replace(/\/+$/, '')}/edge/releases/${c.arch}`;
+  const file = edgeMinirootfs(parseYaml(await fetchText(`${dir}/latest-releases.yaml`)));
+  if (!file) throw new UserError(`${dir}/latest-releases.yaml names no alpine-minirootfs`);
+  return `${dir}/${file}`;
+}
+
 function isoUrlOf(image: Image, cdnUrl: string): string {
   const q = image.config.qemu ?? {};
   // work/images.yaml holds URLs with their credentials redacted: the CDN URL's come back here
@@ -202,12 +261,16 @@ export async function buildLocal(
   const templateDir = join(options.rootDir, 'packer');
 
   // ---- once per run ----
-  const packer = await detectPacker(tuning.packerBin ?? 'packer');
-  log.info(
-    { packer: packer.version.text, init: packer.features.init, bundledQemu: packer.features.bundledQemu },
-    `Packer ${packer.version.text}`,
-  );
-  await initPlugins(packer, templateDir, workDir, log);
+  const builders = await chooseBuilders(images, log, tuning.hostFacts);
+  let packer: PackerInfo | undefined;
+  if ([...builders.values()].some((d) => d.builder === 'vm' && !d.error)) {
+    packer = await detectPacker(tuning.packerBin ?? 'packer');
+    log.info(
+      { packer: packer.version.text, init: packer.features.init, bundledQemu: packer.features.bundledQemu },
+      `Packer ${packer.version.text}`,
+    );
+    await initPlugins(packer, templateDir, workDir, log);
+  }
   const keyDirs = [join(options.rootDir, 'keys'), ...options.custom.map((d) => join(d, 'keys'))];
   const trusted = await loadTrustedKeys(keyDirs);
   const apkKeys = await loadApkKeys(keyDirs.map((d) => join(d, 'apk')));
@@ -216,6 +279,7 @@ export async function buildLocal(
   const cpusAuto = defaultCpus(options.parallel);
 
   const isoOnce = once<VerifiedIso>();
+  const rootfsOnce = once<VerifiedIso>();
   const fwOnce = once<string>();
   const accelOnce = once<AccelChoice>();
   const progress = new Progress(
@@ -232,7 +296,12 @@ export async function buildLocal(
     forcedAccel,
     cpusAuto,
     progress,
+    builders,
     iso: (url) => isoOnce(url, () => fetchVerifiedIso(url, { cacheDir: join(workDir, 'iso'), trusted, log })),
+    minirootfs: (url) =>
+      rootfsOnce(url, () =>
+        fetchVerifiedIso(url, { cacheDir: join(workDir, 'minirootfs'), trusted, log, what: 'minirootfs' }),
+      ),
     firmware: (image) =>
       fwOnce(image.config.arch, () =>
         ensureUefiFirmware(image.config.arch, {
@@ -284,7 +353,10 @@ export async function buildLocal(
 }
 
 interface Shared {
-  packer: PackerInfo;
+  /** undefined when no variant uses the VM builder */
+  packer?: PackerInfo;
+  builders: Map<string, BuilderDecision>;
+  minirootfs(url: string): Promise<VerifiedIso>;
   trusted: TrustedKeys;
   templateDir: string;
   forcedAccel?: { value: string; file: string };
@@ -321,81 +393,122 @@ async function buildOne(image: Image, ctx: LocalBuildContext, sh: Shared): Promi
       uploadPath: image.uploadPath,
     };
     checkOutputSettings(target);
-    const qemuBin = `qemu-system-${c.arch}`;
-    if (!(await onPath(qemuBin))) {
-      throw new UserError(
-        `${qemuBin} not found on PATH${QEMU_PACKAGES[c.arch] ? ` (Debian: apt-get install ${QEMU_PACKAGES[c.arch]})` : ''}`,
+    const decision = sh.builders.get(key);
+    if (decision?.error) throw new UserError(decision.error);
+    if (decision?.builder === 'chroot') {
+      result.serialLog = undefined;
+      await Promise.all(
+        [image.localImage, image.imagePath, image.uploadPath, `${image.uploadPath}.sha512`].map((p) =>
+          rm(p, { recursive: true, force: true }),
+        ),
       );
-    }
-    // stale outputs of an earlier attempt must not survive a failed build
-    await Promise.all(
-      [
-        image.localImage,
-        image.imagePath,
-        image.uploadPath,
-        `${image.uploadPath}.sha512`,
-        outDir,
-        serialLog,
-      ].map((p) => rm(p, { recursive: true, force: true })),
-    );
-
-    set('iso');
-    const iso = await sh.iso(isoUrlOf(image, options.cdnUrl));
-    vlog.note(`builder ISO ${iso.path} (${iso.packerChecksum}, signed by ${iso.signedBy})`);
-    result.inputs = [
-      {
-        uri: iso.url,
-        digest: {
-          ...(iso.sha256 ? { sha256: iso.sha256 } : {}),
-          ...(iso.sha512 ? { sha512: iso.sha512 } : {}),
+      set('minirootfs');
+      const url = await minirootfsUrlOf(image, options.cdnUrl);
+      const rootfs = await sh.minirootfs(url);
+      vlog.note(`minirootfs ${rootfs.path} (${rootfs.packerChecksum}, signed by ${rootfs.signedBy})`);
+      result.inputs = [
+        {
+          uri: rootfs.url,
+          digest: {
+            ...(rootfs.sha256 ? { sha256: rootfs.sha256 } : {}),
+            ...(rootfs.sha512 ? { sha512: rootfs.sha512 } : {}),
+          },
         },
-      },
-    ];
-
-    let firmware: string | undefined;
-    const fwSetting = typeof c.qemu?.firmware === 'string' ? c.qemu.firmware : '';
-    if (c.firmware === 'uefi' || c.arch === 'aarch64' || fwSetting) {
-      set('firmware');
-      firmware = await firmwareFor(image, fwSetting, options.workDir, sh);
-      vlog.note(`UEFI firmware ${firmware}`);
-    }
-
-    set('accelerator');
-    const accel = await sh.accelerator(c.arch);
-    result.accelerator = accel.accelerator;
-    vlog.note(`accelerator ${accel.accelerator} (${accel.reason})`);
-
-    const buildDir = join(options.workDir, 'packer', key);
-    await assembleTemplateDir(sh.templateDir, buildDir, sh.packer);
-    const variant = packerVariant({
-      image,
-      scriptsDir: join(options.workDir, 'scripts'),
-      isoPath: iso.path,
-      isoChecksum: iso.packerChecksum,
-      outputDir: outDir,
-      accelerator: accel.accelerator,
-      cpus: sh.cpusAuto,
-      firmware,
-      serialLog,
-      debug: options.debug,
-      credentialUrls: [options.cdnUrl],
-    });
-    for (const p of [...variant.scripts, ...variant.script_dirs]) {
-      try {
-        await access(p);
-      } catch {
+      ];
+      const r = await buildChroot({
+        image,
+        workDir: options.workDir,
+        rootDir: options.rootDir,
+        cdnUrl: options.cdnUrl,
+        debug: options.debug,
+        mode: decision.mode ?? 'root',
+        minirootfs: rootfs.path,
+        vlog,
+        set: (s, d) => set(s, d),
+      });
+      result.builder = 'chroot';
+      result.sourceDateEpoch = r.sourceDateEpoch;
+      result.timings = r.timings;
+      vlog.note(`chroot builder phases (ms): ${JSON.stringify(r.timings)}`);
+    } else {
+      result.builder = 'vm';
+      const qemuBin = `qemu-system-${c.arch}`;
+      if (!(await onPath(qemuBin))) {
         throw new UserError(
-          `${key}: ${p} is missing (scripts and script_dirs are looked up in work/scripts)`,
+          `${qemuBin} not found on PATH${QEMU_PACKAGES[c.arch] ? ` (Debian: apt-get install ${QEMU_PACKAGES[c.arch]})` : ''}`,
         );
       }
+      // stale outputs of an earlier attempt must not survive a failed build
+      await Promise.all(
+        [
+          image.localImage,
+          image.imagePath,
+          image.uploadPath,
+          `${image.uploadPath}.sha512`,
+          outDir,
+          serialLog,
+        ].map((p) => rm(p, { recursive: true, force: true })),
+      );
+
+      set('iso');
+      const iso = await sh.iso(isoUrlOf(image, options.cdnUrl));
+      vlog.note(`builder ISO ${iso.path} (${iso.packerChecksum}, signed by ${iso.signedBy})`);
+      result.inputs = [
+        {
+          uri: iso.url,
+          digest: {
+            ...(iso.sha256 ? { sha256: iso.sha256 } : {}),
+            ...(iso.sha512 ? { sha512: iso.sha512 } : {}),
+          },
+        },
+      ];
+
+      let firmware: string | undefined;
+      const fwSetting = typeof c.qemu?.firmware === 'string' ? c.qemu.firmware : '';
+      if (c.firmware === 'uefi' || c.arch === 'aarch64' || fwSetting) {
+        set('firmware');
+        firmware = await firmwareFor(image, fwSetting, options.workDir, sh);
+        vlog.note(`UEFI firmware ${firmware}`);
+      }
+
+      set('accelerator');
+      const accel = await sh.accelerator(c.arch);
+      result.accelerator = accel.accelerator;
+      vlog.note(`accelerator ${accel.accelerator} (${accel.reason})`);
+
+      const buildDir = join(options.workDir, 'packer', key);
+      if (!sh.packer) throw new UserError('Packer was not set up for this run');
+      await assembleTemplateDir(sh.templateDir, buildDir, sh.packer);
+      const variant = packerVariant({
+        image,
+        scriptsDir: join(options.workDir, 'scripts'),
+        isoPath: iso.path,
+        isoChecksum: iso.packerChecksum,
+        outputDir: outDir,
+        accelerator: accel.accelerator,
+        cpus: sh.cpusAuto,
+        firmware,
+        serialLog,
+        debug: options.debug,
+        credentialUrls: [options.cdnUrl],
+      });
+      for (const p of [...variant.scripts, ...variant.script_dirs]) {
+        try {
+          await access(p);
+        } catch {
+          throw new UserError(
+            `${key}: ${p} is missing (scripts and script_dirs are looked up in work/scripts)`,
+          );
+        }
+      }
+      const variantFile = join(buildDir, 'variant.json');
+      await writeFileAtomic(variantFile, `${JSON.stringify(variant, null, 2)}\n`);
+
+      await runPacker(image, ctx, sh, buildDir, variantFile, vlog, set);
+
+      await rename(join(outDir, 'image.qcow2'), image.localImage);
+      await rm(outDir, { recursive: true, force: true });
     }
-    const variantFile = join(buildDir, 'variant.json');
-    await writeFileAtomic(variantFile, `${JSON.stringify(variant, null, 2)}\n`);
-
-    await runPacker(image, ctx, sh, buildDir, variantFile, vlog, set);
-
-    await rename(join(outDir, 'image.qcow2'), image.localImage);
-    await rm(outDir, { recursive: true, force: true });
 
     set('converting', c.image_format);
     const run = makeRunner(vlog);
@@ -436,15 +549,17 @@ async function runPacker(
   const key = image.config.config_key;
   const defaults = join(buildDir, 'build.pkrvars.hcl');
   await writeFileAtomic(defaults, `variant_file = ${JSON.stringify(variantFile)}\n`);
+  if (!sh.packer) throw new UserError('Packer was not set up for this run');
+  const packer = sh.packer;
   const args = packerBuildArgs({
-    info: sh.packer,
+    info: packer,
     dir: buildDir,
     varFiles: [defaults, ...options.vars],
     color: options.color,
   });
-  vlog.note(`$ cd ${buildDir} && ${sh.packer.bin} ${args.join(' ')}`);
+  vlog.note(`$ cd ${buildDir} && ${packer.bin} ${args.join(' ')}`);
   set('booting');
-  const child = execa(sh.packer.bin, args, {
+  const child = execa(packer.bin, args, {
     cwd: buildDir,
     env: {
       ...packerEnv(options.workDir),

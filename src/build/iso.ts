@@ -149,6 +149,8 @@ export interface IsoContext {
   cacheDir: string;
   trusted: TrustedKeys;
   log: Logger;
+  /** what the file is, for messages (default "builder ISO") */
+  what?: string;
 }
 
 const SIDECARS: readonly { ext: string; alg: HashAlgorithm }[] = [
@@ -181,7 +183,7 @@ async function readCached(path: string): Promise<string | undefined> {
  */
 export async function fetchVerifiedIso(url: string, ctx: IsoContext): Promise<VerifiedIso> {
   const name = decodeURIComponent(basename(new URL(url).pathname));
-  if (!name) throw new UserError(`qemu.iso_url ${url}: no file name in the URL`);
+  if (!name) throw new UserError(`${ctx.what ?? 'qemu.iso_url'} ${url}: no file name in the URL`);
   await mkdir(ctx.cacheDir, { recursive: true });
   const path = join(ctx.cacheDir, name);
   const sigPath = `${path}.asc`;
@@ -201,7 +203,7 @@ export async function fetchVerifiedIso(url: string, ctx: IsoContext): Promise<Ve
     }
     if ((await fetchSidecar(`${url}.asc`, sigPath)) === undefined) {
       throw new UserError(
-        `missing signature ${url}.asc for ${name}: refusing to use an unsigned builder ISO`,
+        `missing signature ${url}.asc for ${name}: refusing to use an unsigned ${ctx.what ?? 'builder ISO'}`,
       );
     }
     ctx.log.info({ url, dest: path }, `downloading ${name}`);

@@ -67,6 +67,11 @@ const SETTINGS: readonly (readonly [string, Check, string, boolean?])[] = [
   ['scripts', isNameList, 'a list of script names (files in work/scripts)'],
   ['script_dirs', isNameList, 'a list of directory names (in work/scripts)'],
   ['bootloader', isStringOrNull, 'a string such as "extlinux" or "grub-efi"'],
+  [
+    'builder',
+    (v) => v === null || v === 'chroot' || v === 'vm',
+    'chroot, vm, or null (chroot where the host can)',
+  ],
   ['access', isFlagMap, 'a map of account (or PUBLIC) to true/false/null'],
   ['regions', isFlagMap, 'a map of region (or ALL) to true/false/null'],
   ['encrypted', isEncrypted, 'true, false or a key id'],

@@ -35,6 +35,8 @@ export interface ImageConfig {
   kernel_options: string;
   initfs_features: string;
   bootloader?: string;
+  /** chroot or vm; unset/null: chroot where the host can run it (build local) */
+  builder?: string | null;
   storage_url?: string;
   download_url?: string;
   signing_cmd?: string | null;

@@ -44,6 +44,9 @@ export const WORK_KEEP = [
   'cache',
   'boot',
   'iso',
+  // the chroot builder's verified minirootfs tarballs and its package cache
+  'minirootfs',
+  'apk-cache',
   'firmware',
   'packer_cache',
   'packer_plugin',

@@ -13,7 +13,7 @@
 //                             test workers: everything is built aside and renamed into place).
 //   makeTestCdn(dir, opts)    a --cdn-url directory: the mirror's v3.19/main and minirootfs (symlinked), the
 //                             minirootfs signed with an OpenPGP key the test makes (the mirror has no .asc), and
-//                             the stand-in repository as v3.19/standin
+//                             the stand-in repository as v3.19/cib-standin
 //
 // The real packages are never re-signed or installed untrusted: apk checks them against Alpine's keys, and the
 // stand-ins against the stand-in key, which the build trusts through `repo_keys`.
@@ -309,7 +309,7 @@ async function buildPackages(
         arch,
         description: 'stand-in: a small busybox initramfs generator',
         depends: ['busybox'],
-        provides: ['initramfs-generator'],
+        provides: ['initramfs-generator=3.9.1-r0'],
         files: [
           { path: 'sbin/mkinitfs', mode: 0o755, data: await readFile(join(STANDIN_FILES, 'mkinitfs')) },
           ...features,
@@ -431,24 +431,21 @@ export function standinKey(): Promise<ApkSigningKey & { publicPem: string }> {
       const tmp = join(dir, `.tmp-${process.pid}`);
       await writeFile(`${tmp}.pub`, publicKey);
       await writeFile(tmp, privateKey, { mode: 0o600 });
-      const name = `cib-standin-${createHash('sha256').update(publicKey).digest('hex').slice(0, 8)}.rsa.pub`;
-      await writeFile(`${tmp}.name`, name);
+
       // first writer wins: link() fails when another worker already put its key in place
       try {
         await link(`${tmp}.pub`, join(dir, 'standin.rsa.pub'));
-        await rename(`${tmp}.name`, join(dir, 'name'));
         await link(tmp, priv);
       } catch {
         // another worker's key
       }
       await rm(tmp, { force: true });
       await rm(`${tmp}.pub`, { force: true });
-      await rm(`${tmp}.name`, { force: true });
       for (let i = 0; i < 50 && !existsSync(priv); i++) await new Promise((r) => setTimeout(r, 100));
     }
     const publicPem = await readFile(join(dir, 'standin.rsa.pub'), 'utf8');
-    const name = (await readFile(join(dir, 'name'), 'utf8')).trim();
-    return { name, privatePem: await readFile(priv, 'utf8'), publicPem };
+    // a fixed name (overlays/alpine-mirror's repo_keys names the file); one key per cache directory
+    return { name: STANDIN_KEY_NAME, privatePem: await readFile(priv, 'utf8'), publicPem };
   })();
   return keyPromise;
 }
@@ -462,6 +459,9 @@ async function inputsHash(arch: AlpineArch): Promise<string> {
   return h.digest('hex').slice(0, 16);
 }
 
+/** The stand-in key's file name (what .SIGN.RSA.<name> and /etc/apk/keys/<name> say). */
+export const STANDIN_KEY_NAME = 'cib-test-standin.rsa.pub';
+
 /** Fixed build date of the stand-in packages (reproducible repositories). */
 const STANDIN_BUILDDATE = 1_700_000_000;
 
@@ -471,7 +471,10 @@ const STANDIN_BUILDDATE = 1_700_000_000;
  */
 export async function ensureStandinRepo(arch: AlpineArch): Promise<StandinRepo> {
   const key = await standinKey();
-  const root = join(STANDIN_CACHE, `repo-${key.name.replace(/\.rsa\.pub$/, '')}`);
+  const root = join(
+    STANDIN_CACHE,
+    `repo-${createHash('sha256').update(key.publicPem).digest('hex').slice(0, 8)}`,
+  );
   const hash = await inputsHash(arch);
   const dir = join(root, hash);
   const archDir = join(dir, arch);
@@ -521,7 +524,7 @@ export interface TestCdn {
 }
 
 /**
- * A CDN-shaped directory for --cdn-url: v3.19/main -> the mirror's, v3.19/standin -> the stand-in repository,
+ * A CDN-shaped directory for --cdn-url: v3.19/main -> the mirror's, v3.19/cib-standin -> the stand-in repository,
  * v3.19/releases/<arch>/ with the mirror's minirootfs and checksums (symlinked) and an OpenPGP signature made by
  * `sign` (or a forged/missing one for the negative tests).
  */
@@ -540,7 +543,9 @@ export async function makeTestCdn(
   await mkdir(rel, { recursive: true });
   if (!existsSync(join(v, 'main')))
     await symlink(join(opts.mirror, `v${MIRROR_VERSION}`, 'main'), join(v, 'main'));
-  if (opts.standin && !existsSync(join(v, 'standin'))) await symlink(opts.standin.dir, join(v, 'standin'));
+  if (opts.standin && !existsSync(join(v, 'cib-standin'))) {
+    await symlink(opts.standin.dir, join(v, 'cib-standin'));
+  }
   const name = `alpine-minirootfs-${MIRROR_RELEASE}-${opts.arch}.tar.gz`;
   const src = join(opts.mirror, `v${MIRROR_VERSION}`, 'releases', opts.arch, name);
   for (const ext of ['', '.sha256', '.sha512']) {

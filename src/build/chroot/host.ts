@@ -1,0 +1,179 @@
+// Can this host run the chroot builder for a variant? The facts are gathered once (probeHost) and the
+// decision is a pure function of them (chrootDecision), so every branch is unit-tested.
+import { access, constants, readFile } from 'node:fs/promises';
+import { arch as nodeArch } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { execa } from 'execa';
+
+export interface BinfmtHandler {
+  /** the handler file exists in /proc/sys/fs/binfmt_misc */
+  registered: boolean;
+  enabled: boolean;
+  interpreter?: string;
+  flags?: string;
+}
+
+export interface HostFacts {
+  uid: number;
+  /** Alpine's name of the host architecture */
+  hostArch: string;
+  /** `unshare --user --map-root-user` works (checked only when not root) */
+  userns: { ok: boolean; detail?: string };
+  binfmtMounted: boolean;
+  /** per foreign arch (Alpine name) */
+  binfmt: Record<string, BinfmtHandler>;
+  /** host commands that are missing */
+  missing: string[];
+}
+
+export type BuilderKind = 'chroot' | 'vm';
+
+export interface BuilderDecision {
+  builder: BuilderKind;
+  /** why, for the one log line */
+  reason: string;
+  /** how the chroot builder enters its namespaces */
+  mode?: 'root' | 'userns';
+  /** set when the variant asked for chroot and the host cannot: the error */
+  error?: string;
+}
+
+const ALPINE_ARCH: Record<string, string> = { x64: 'x86_64', arm64: 'aarch64' };
+/** qemu-user's name of each Alpine arch (the binfmt_misc handler is qemu-<name>) */
+const QEMU_ARCH: Record<string, string> = { x86_64: 'x86_64', aarch64: 'aarch64' };
+
+/** Host commands the chroot builder runs, per layout. */
+export const CHROOT_TOOLS = {
+  common: ['unshare', 'chroot', 'tar', 'mke2fs', 'debugfs', 'sfdisk', 'qemu-img'],
+  bios: ['tune2fs', 'mount'],
+  uefi: ['mkfs.vfat', 'mmd', 'mcopy', 'grub-mkimage'],
+} as const;
+
+async function onPath(bin: string): Promise<boolean> {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (!dir) continue;
+    try {
+      await access(join(dir, bin), constants.X_OK);
+      return true;
+    } catch {
+      // next
+    }
+  }
+  return false;
+}
+
+/** Read /proc/sys/fs/binfmt_misc/<name>: "enabled", "interpreter ...", "flags: PF". */
+export function parseBinfmt(text: string | undefined): BinfmtHandler {
+  if (text === undefined) return { registered: false, enabled: false };
+  const lines = text.split('\n');
+  return {
+    registered: true,
+    enabled: lines[0]?.trim() === 'enabled',
+    interpreter: /^interpreter (.*)$/m.exec(text)?.[1]?.trim(),
+    flags: /^flags: ?(.*)$/m.exec(text)?.[1]?.trim() ?? '',
+  };
+}
+
+async function readOpt(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Gather the facts (about 10 ms as root; a user-namespace probe otherwise). */
+export async function probeHost(arches: readonly string[]): Promise<HostFacts> {
+  const uid = process.getuid?.() ?? 0;
+  const hostArch = ALPINE_ARCH[nodeArch()] ?? nodeArch();
+  let userns: HostFacts['userns'] = { ok: uid === 0 };
+  if (uid !== 0) {
+    const r = await execa('unshare', ['--user', '--map-root-user', '--mount', 'true'], {
+      reject: false,
+      all: true,
+      stdin: 'ignore',
+    });
+    userns =
+      r.exitCode === 0
+        ? { ok: true }
+        : {
+            ok: false,
+            detail:
+              String(r.all ?? r.message ?? '')
+                .trim()
+                .split('\n')
+                .pop() || 'unshare failed',
+          };
+  }
+  const binfmtMounted = (await readOpt('/proc/sys/fs/binfmt_misc/status')) !== undefined;
+  const binfmt: Record<string, BinfmtHandler> = {};
+  for (const a of arches) {
+    if (a === hostArch) continue;
+    binfmt[a] = parseBinfmt(await readOpt(`/proc/sys/fs/binfmt_misc/qemu-${QEMU_ARCH[a] ?? a}`));
+  }
+  const missing: string[] = [];
+  const all = new Set<string>([...CHROOT_TOOLS.common, ...CHROOT_TOOLS.bios, ...CHROOT_TOOLS.uefi]);
+  for (const t of all) if (!(await onPath(t))) missing.push(t);
+  return { uid, hostArch, userns, binfmtMounted, binfmt, missing };
+}
+
+/**
+ * Which builder a variant gets. `setting` is the variant's `builder` (chroot, vm, or unset = chroot where the
+ * host can run it). The reasons name exactly what is missing and how to get it.
+ */
+export function chrootDecision(
+  o: { arch: string; bootloader: string; setting?: string | null },
+  f: HostFacts,
+): BuilderDecision {
+  if (o.setting === 'vm') return { builder: 'vm', reason: 'builder: vm is set' };
+  const why = cannotChroot(o, f);
+  if (why === undefined) {
+    const mode = f.uid === 0 ? 'root' : 'userns';
+    const how = mode === 'root' ? 'running as root' : 'unprivileged user namespaces';
+    const foreign =
+      o.arch !== f.hostArch
+        ? `, ${o.arch} programs through qemu-user (binfmt qemu-${QEMU_ARCH[o.arch] ?? o.arch})`
+        : '';
+    const base = o.setting === 'chroot' ? 'builder: chroot is set' : 'the host can run it';
+    return { builder: 'chroot', mode, reason: `${base}: ${how}${foreign}` };
+  }
+  if (o.setting === 'chroot') {
+    return { builder: 'vm', reason: why, error: `builder: chroot is set, but ${why}` };
+  }
+  return { builder: 'vm', reason: why };
+}
+
+function cannotChroot(o: { arch: string; bootloader: string }, f: HostFacts): string | undefined {
+  if (f.uid !== 0 && !f.userns.ok) {
+    return `not root and unprivileged user namespaces are unavailable (${f.userns.detail ?? 'unshare --user failed'})`;
+  }
+  if (f.uid !== 0 && o.bootloader === 'extlinux') {
+    return 'extlinux (BIOS) installs into a loop-mounted file system, which needs root';
+  }
+  const layout = o.bootloader === 'extlinux' ? 'bios' : 'uefi';
+  const missing = f.missing.filter(
+    (t) =>
+      (CHROOT_TOOLS.common as readonly string[]).includes(t) ||
+      (CHROOT_TOOLS[layout] as readonly string[]).includes(t),
+  );
+  if (missing.length) {
+    return `missing host commands: ${missing.join(', ')} (Debian: e2fsprogs fdisk qemu-utils${layout === 'uefi' ? ' dosfstools mtools grub-common' : ''})`;
+  }
+  if (o.arch !== f.hostArch) {
+    const q = `qemu-${QEMU_ARCH[o.arch] ?? o.arch}`;
+    if (!f.binfmtMounted) {
+      return `${o.arch} on a ${f.hostArch} host needs a qemu-user binfmt handler, and /proc/sys/fs/binfmt_misc is not mounted (mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; update-binfmts --enable ${q})`;
+    }
+    const h = f.binfmt[o.arch];
+    if (!h?.registered) {
+      return `${o.arch} on a ${f.hostArch} host needs a qemu-user binfmt handler: /proc/sys/fs/binfmt_misc/${q} is not registered (Debian: apt-get install qemu-user-static binfmt-support; update-binfmts --enable ${q})`;
+    }
+    if (!h.enabled) {
+      return `${o.arch} on a ${f.hostArch} host needs a qemu-user binfmt handler: /proc/sys/fs/binfmt_misc/${q} is disabled (update-binfmts --enable ${q})`;
+    }
+    if (!(h.flags ?? '').includes('F')) {
+      return `${o.arch} on a ${f.hostArch} host: the binfmt handler ${q} (${h.interpreter ?? '?'}) lacks the F (fix-binary) flag, so it cannot run inside a chroot (use qemu-user-static's handler)`;
+    }
+  }
+  return undefined;
+}
