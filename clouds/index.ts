@@ -1,4 +1,7 @@
 // Cloud plugin registry: one folder per cloud under clouds/, registered here.
+
+import type { ConfigIssue } from '../src/config/resolve.js';
+import type { ImageConfig } from '../src/config/types.js';
 import { UserError } from '../src/util/errors.js';
 import { createAwsPlugin } from './aws/index.js';
 import { createAzurePlugin } from './azure/index.js';
@@ -41,4 +44,23 @@ export function getCloud(name: string): CloudPlugin {
       `unknown cloud "${name}" (config key cloud); known clouds: ${cloudNames().join(', ')}`,
     );
   return f();
+}
+
+const plugins = new Map<string, CloudPlugin>();
+
+/**
+ * The cloud checks run at `configs` for every variant: the cloud must have a plugin, and the plugin checks the
+ * settings it reads.
+ */
+export function checkCloudConfig(config: ImageConfig): readonly ConfigIssue[] {
+  const name = config.cloud;
+  let plugin = plugins.get(name);
+  if (!plugin) {
+    const f = Object.hasOwn(FACTORIES, name) ? FACTORIES[name] : undefined;
+    if (!f)
+      return [{ key: 'cloud', expected: `one of the known clouds: ${cloudNames().join(', ')}`, found: name }];
+    plugin = f();
+    plugins.set(name, plugin);
+  }
+  return plugin.checkConfig?.(config) ?? [];
 }

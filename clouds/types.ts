@@ -1,4 +1,6 @@
 import type { Logger } from 'pino';
+import type { ConfigIssue } from '../src/config/resolve.js';
+import type { ImageConfig } from '../src/config/types.js';
 import type { Image, ImageTags } from '../src/state/image.js';
 
 /** What a plugin can do beyond building and uploading. */
@@ -62,6 +64,11 @@ export interface CloudImage {
 export interface CloudPlugin {
   readonly name: string;
   readonly actions: ReadonlySet<CloudAction>;
+  /**
+   * Check the settings this plugin reads, for one resolved variant of its cloud (run at `configs`, so that
+   * nothing that can be checked from the configuration fails hours later). Pure and fast: no I/O.
+   */
+  checkConfig?(config: ImageConfig): readonly ConfigIssue[];
   /** the newest image imported for this variant (by project, image_key tags), if any */
   latestImported?(image: Image, ctx: CloudContext): Promise<ImageTags | undefined>;
   importImage?(image: Image, ctx: CloudContext): Promise<ImportResult>;

@@ -44,55 +44,16 @@ import {
   waitImageAvailable,
 } from './ec2.js';
 import type { AwsSession } from './session.js';
+import { type AwsSettings, awsSettings } from './settings.js';
 
-export const ARCH: Record<string, string> = { aarch64: 'arm64', x86_64: 'x86_64' };
-export const BOOT_MODE: Record<string, string> = { bios: 'legacy-bios', uefi: 'uefi' };
 export const ROOT_DEVICE = '/dev/xvda';
 const BUCKET_PREFIX = 'cloud-image-import';
 
-interface ImportPlan {
-  arch: string;
-  bootMode: string;
-  encrypted: boolean;
-  kmsKeyId?: string;
-  imdsV2: boolean;
-  bucket?: string;
-}
+type ImportPlan = AwsSettings;
 
-/** Check the variant's config before touching AWS; UserError naming the key otherwise. */
+/** The variant's AWS settings, as import uses them (checked at `configs` by checkAwsConfig). */
 export function importPlan(image: Image): ImportPlan {
-  const c = image.config;
-  const where = `${c.config_key}`;
-  if (c.image_format !== 'vhd') {
-    throw new UserError(`${where}: image_format is "${c.image_format}"; AWS imports need image_format = vhd`);
-  }
-  const arch = ARCH[c.arch];
-  if (!arch)
-    throw new UserError(`${where}: arch "${c.arch}" cannot be imported to AWS (expected aarch64 or x86_64)`);
-  const bootMode = BOOT_MODE[c.firmware];
-  if (!bootMode) throw new UserError(`${where}: firmware "${c.firmware}" is not bios or uefi`);
-  const enc = c.encrypted;
-  if (enc !== undefined && enc !== null && typeof enc !== 'boolean' && typeof enc !== 'string') {
-    throw new UserError(
-      `${where}: encrypted must be true, false or a KMS key id, not ${JSON.stringify(enc)}`,
-    );
-  }
-  const bucket = c.import_bucket;
-  if (
-    bucket !== undefined &&
-    bucket !== null &&
-    (typeof bucket !== 'string' || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket))
-  ) {
-    throw new UserError(`${where}: import_bucket ${JSON.stringify(bucket)} is not a valid S3 bucket name`);
-  }
-  return {
-    arch,
-    bootMode,
-    encrypted: Boolean(enc),
-    ...(typeof enc === 'string' && enc ? { kmsKeyId: enc } : {}),
-    imdsV2: c.imdsv2_required !== false,
-    ...(typeof bucket === 'string' && bucket ? { bucket } : {}),
-  };
+  return awsSettings(image.config);
 }
 
 function sameIdentity(tags: Record<string, string>, ident: Record<string, string>): boolean {

@@ -2,6 +2,7 @@
 import type { Image } from '../../src/state/image.js';
 import type { CloudAction, CloudContext, CloudPlugin } from '../types.js';
 import type { AwsSession } from './session.js';
+import { checkAwsConfig } from './settings.js';
 
 /** The implementation (and the AWS SDK it pulls in) loads on first use, so runs without AWS work start fast. */
 async function impl() {
@@ -38,6 +39,7 @@ export function createAwsPlugin(): CloudPlugin {
   const plugin: CloudPlugin = {
     name: 'aws',
     actions: new Set<CloudAction>(['import', 'publish', 'delete', 'list']),
+    checkConfig: checkAwsConfig,
     latestImported: (image, ctx) => withSession(ctx, (s, m) => m.latestAws(image, ctx, s)),
     importImage: (image, ctx) => withSession(ctx, (s, m) => m.importAws(image, ctx, s)),
     publishImage: (image, ctx) =>

@@ -14,7 +14,6 @@ import {
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
 import type { Image } from '../../src/state/image.js';
-import { UserError } from '../../src/util/errors.js';
 import { isPlaceholderProject, placeholderWarning } from '../project.js';
 import type { CloudContext, ImportResult, PublishResult, RegionFailure } from '../types.js';
 import {
@@ -48,15 +47,8 @@ export interface LaunchPermissions {
 export function launchPermissions(image: Image): LaunchPermissions {
   const access = image.config.access ?? {};
   const users: string[] = [];
-  for (const [k, v] of Object.entries(access)) {
-    if (k === 'PUBLIC' || !v) continue;
-    if (!/^\d{12}$/.test(k)) {
-      throw new UserError(
-        `${image.config.config_key}: access.${k}: expected PUBLIC or a 12-digit AWS account id`,
-      );
-    }
-    users.push(k);
-  }
+  // (the keys are checked at `configs`: PUBLIC or 12-digit account ids)
+  for (const [k, v] of Object.entries(access)) if (k !== 'PUBLIC' && v) users.push(k);
   return { public: Boolean(access.PUBLIC), users: users.sort() };
 }
 

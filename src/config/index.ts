@@ -4,13 +4,14 @@ import type { Logger } from 'pino';
 import { type RunFields, readImagesYamlFile, writeImagesYamlFile } from './images-yaml.js';
 import { findTopLevel, loadTree } from './load.js';
 import { AlpineReleases } from './releases.js';
-import { type ResolveStats, resolveMatrix } from './resolve.js';
+import { type ConfigCheck, type ResolveStats, resolveMatrix } from './resolve.js';
 import type { ImagesFile } from './types.js';
 import { stageWorkDir } from './workdir.js';
 
-export { ConfigError } from './errors.js';
+export { ConfigError, ConfigErrors } from './errors.js';
 export { RUN_FIELDS, type RunFields } from './images-yaml.js';
 export { PROJECT_PLACEHOLDER } from './project.js';
+export type { ConfigCheck, ConfigIssue } from './resolve.js';
 export { dimensionKeys, selectVariants } from './select.js';
 export type { ImageConfig, ImagesFile } from './types.js';
 export { cleanWorkDir, WORK_KEEP } from './workdir.js';
@@ -24,6 +25,8 @@ export interface ConfigContext {
   readonly cdnUrl: string;
   readonly now: Date;
   readonly log: Logger;
+  /** checks of settings owned by other modules (the cloud plugins), run on every resolved variant */
+  readonly check?: ConfigCheck;
 }
 
 /** How files of a staged work directory are shown: as the source they were copied from, else as they will be. */
@@ -63,7 +66,7 @@ export interface ResolveResult {
 /** Resolve the config tree selected in `configsDir` (images.yaml or images.conf). Writes nothing. */
 export async function resolveConfigsDir(
   configsDir: string,
-  ctx: Pick<ConfigContext, 'releasesUrl' | 'cdnUrl' | 'now' | 'log' | 'workDir'>,
+  ctx: Pick<ConfigContext, 'releasesUrl' | 'cdnUrl' | 'now' | 'log' | 'workDir' | 'check'>,
   staged?: StagedPaths,
 ): Promise<ResolveResult> {
   const shown = new Map<string, string>();
@@ -91,6 +94,7 @@ export async function resolveConfigsDir(
     workDir: ctx.workDir,
     releases,
     topFile: display(top.file),
+    ...(ctx.check ? { check: ctx.check } : {}),
   });
   const s = result.stats;
   ctx.log.info(

@@ -1,6 +1,8 @@
 // Normalisation: turn one merged variant into the flat, Packer-ready shape alpine-cloud-images writes to
 // images.yaml (same field names, same value formats), checking the type of every setting on the way.
-import { ConfigError } from './errors.js';
+
+import { isSafeNameTemplate, SAFE_NAME_RULE } from '../util/safe-name.js';
+import { ConfigError, throwErrors } from './errors.js';
 import { formatTemplate, type Lookup, MISSING, PlaceholderError } from './format.js';
 import { deepClone, isPlainObject, type PlainObject } from './merge.js';
 import type { Location } from './source.js';
@@ -41,6 +43,7 @@ const isFlagMap = mapOf(isBoolOrNull);
 const isFlagMapOrNull: Check = (v) => v === null || isFlagMap(v);
 const isNameList = listOf(isNonEmptyString);
 const isPartList = listOf(isScalarText);
+const isNameParts = listOf((v) => isScalarText(v) && isSafeNameTemplate(String(v)));
 const isImageFormat: Check = (v) => (IMAGE_FORMATS as readonly unknown[]).includes(v);
 const isImageCompress: Check = (v) => v === null || (IMAGE_COMPRESSIONS as readonly unknown[]).includes(v);
 const isEncrypted: Check = (v) => v === null || typeof v === 'boolean' || typeof v === 'string';
@@ -83,7 +86,7 @@ const SETTINGS: readonly (readonly [string, Check, string, boolean?])[] = [
   ['catalog_dir', isStringOrNull, 'a string or null'],
   ['end_of_life', isStringOrNull, 'a date (YYYY-MM-DD)'],
   ['qemu', isMapOrNull, 'a map (machine_type, args, firmware)'],
-  ['name', isPartList, 'a list of name parts', true],
+  ['name', isNameParts, `a list of name parts, each ${SAFE_NAME_RULE} and {placeholders}`, true],
   ['description', isPartList, 'a list of description parts'],
   ['repo_keys', isRepoKeys, 'a list of repository key URLs or files'],
   ['disk_size', isDiskSize, 'a list of whole numbers (MiB) that add up to the disk size', true],
@@ -115,15 +118,19 @@ function keysWhere(m: PlainObject, want: unknown): string[] {
 }
 
 export function normaliseVariant(cfg: PlainObject, ctx: NormaliseContext): ImageConfig {
-  const fail = (key: string, expected: string, got: unknown, isBad?: Check): never => {
+  // every bad setting of the variant is reported, not only the first
+  const errors: ConfigError[] = [];
+  const fail = (key: string, expected: string, got: unknown, isBad?: Check): void => {
     const path = key.split('.');
-    throw new ConfigError('', {
-      variant: ctx.variant,
-      key,
-      expected,
-      got,
-      location: (isBad && ctx.locate(path, isBad)) || ctx.locate(path),
-    });
+    errors.push(
+      new ConfigError('', {
+        variant: ctx.variant,
+        key,
+        expected,
+        got,
+        location: (isBad && ctx.locate(path, isBad)) || ctx.locate(path),
+      }),
+    );
   };
 
   for (const [key, ok, expected, required] of SETTINGS) {
@@ -139,6 +146,7 @@ export function normaliseVariant(cfg: PlainObject, ctx: NormaliseContext): Image
   for (const [key, ok, expected] of QEMU_SETTINGS) {
     if (Object.hasOwn(qemu, key) && !ok(qemu[key])) fail(`qemu.${key}`, expected, qemu[key], (v) => !ok(v));
   }
+  throwErrors(errors);
 
   // placeholders are filled from every setting as it is at that moment (as Python's self.__dict__ is), plus
   // v_version and work_dir

@@ -4,11 +4,12 @@
 // match (repeatedly, so nested WHEN blocks apply too), then drop the variant when an EXCLUDE entry is one of its
 // dimension keys or its end_of_life has passed; finally merge Mandatory and normalise.
 import type { Logger } from 'pino';
-import { ConfigError } from './errors.js';
+import { hasUnsafeText, isSafeName, SAFE_NAME_RULE } from '../util/safe-name.js';
+import { ConfigError, throwErrors } from './errors.js';
 import { deepClone, getPath, isPlainObject, mergeAdditive, type PlainObject } from './merge.js';
 import { normaliseVariant } from './normalize.js';
 import type { AlpineReleases, VersionInfo } from './releases.js';
-import type { Location, SourceIndex } from './source.js';
+import { formatLocation, type Location, type SourceIndex } from './source.js';
 import type { ImageConfig, ImagesFile } from './types.js';
 import type { LoadedTree } from './yaml-loader.js';
 
@@ -19,7 +20,24 @@ export interface ResolveOptions {
   readonly releases: AlpineReleases;
   /** the top-level config file, as shown to the user */
   readonly topFile: string;
+  /**
+   * Checks of settings owned by other modules (a cloud plugin's settings), run on every resolved variant; each
+   * problem becomes an error naming the variant and the file and line where the key was set.
+   */
+  readonly check?: ConfigCheck;
 }
+
+/** A problem a check found in one setting of a resolved variant. */
+export interface ConfigIssue {
+  /** the setting, as a dotted path (e.g. "image_format", "regions.us-west-2") */
+  readonly key: string;
+  readonly expected: string;
+  readonly found: unknown;
+  /** tells a bad value from a good one, to find the file that set the bad one */
+  readonly isBad?: (v: unknown) => boolean;
+}
+
+export type ConfigCheck = (config: ImageConfig) => readonly ConfigIssue[];
 
 export interface ResolveStats {
   combinations: number;
@@ -84,31 +102,28 @@ function readTopLevel(
   }
   const Dimensions = tree.Dimensions as PlainObject;
   const dims: Dimension[] = [];
+  // every bad dimension is reported at once
+  const errors: ConfigError[] = [];
+  const bad = (path: string[], key: string, expected: string, got: unknown) =>
+    errors.push(layerError(index, path, key, expected, got, topFile));
   for (const [name, value] of Object.entries(Dimensions)) {
+    if (!isSafeName(name)) {
+      bad(['Dimensions', name], 'Dimensions', `dimension names of ${SAFE_NAME_RULE}`, name);
+    }
     if (!isPlainObject(value) || Object.keys(value).length === 0) {
-      throw layerError(
-        index,
-        ['Dimensions', name],
-        `Dimensions.${name}`,
-        'a map of dimension keys to their configs',
-        value,
-        topFile,
-      );
+      bad(['Dimensions', name], `Dimensions.${name}`, 'a map of dimension keys to their configs', value);
+      continue;
     }
     for (const [k, v] of Object.entries(value)) {
+      // dimension keys become parts of config_key, image_key, work/ and storage paths and image names
+      if (!isSafeName(k)) bad(['Dimensions', name, k], `Dimensions.${name}`, `keys of ${SAFE_NAME_RULE}`, k);
       if (v !== null && !isPlainObject(v)) {
-        throw layerError(
-          index,
-          ['Dimensions', name, k],
-          `Dimensions.${name}.${k}`,
-          'a map of settings',
-          v,
-          topFile,
-        );
+        bad(['Dimensions', name, k], `Dimensions.${name}.${k}`, 'a map of settings', v);
       }
     }
     dims.push({ name, keys: Object.keys(value) });
   }
+  throwErrors(errors);
   if (!dims.some((d) => d.name === 'version')) {
     throw new ConfigError(
       'Dimensions has no "version" dimension (its keys are Alpine versions such as "3.22" or edge)',
@@ -295,6 +310,10 @@ class Variant {
       }
     }
     location ??= this.locate(path, isBad) ?? this.locate(path);
+    // a dimension's own field (arch, firmware, ...) is set by the dimension key's entry in Dimensions
+    if (!location && path.length === 1 && typeof this.cfg[path[0]!] === 'string') {
+      location = this.index.find(['Dimensions', path[0]!, this.cfg[path[0]!] as string]);
+    }
     return new ConfigError('', { variant: this.configKey, key: path.join('.'), expected, got, location });
   }
 }
@@ -404,9 +423,14 @@ export async function resolveMatrix(
       workDir: opts.workDir,
       isoUrl: (arch) => releases.virtIsoUrl(arch),
     });
+    const issues = [...nameIssues(config), ...(opts.check?.(config) ?? [])];
+    throwErrors(issues.map((i) => variant.error(i.key.split('.'), i.expected, i.found, undefined, i.isBad)));
     return { kind: 'variant', config };
   };
 
+  warnUnknownDirectiveKeys(top, index, log);
+  // every error of every variant is reported at once (the same error in several variants once, naming them)
+  const errors: ConfigError[] = [];
   for (let n = 0; n < total; n++) {
     // odometer: the last dimension varies fastest (itertools.product order)
     if (n > 0) {
@@ -422,9 +446,15 @@ export async function resolveMatrix(
     try {
       outcome = resolveOne(keys, false);
     } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
       // resolve it again, keeping track of every file involved, so that the error names the right one
-      if (err instanceof ConfigError) resolveOne(keys, true);
-      throw err;
+      try {
+        resolveOne(keys, true);
+        errors.push(err);
+      } catch (tracked) {
+        errors.push(tracked instanceof ConfigError ? tracked : err);
+      }
+      continue;
     }
     const configKey = keys.join('-');
     if (outcome.kind === 'excluded') {
@@ -440,8 +470,82 @@ export async function resolveMatrix(
       stats.variants++;
     }
   }
+  throwErrors(errors);
   for (const [reason, count] of eolDropped) {
     log.warn(`dropped ${count} variant${count === 1 ? '' : 's'}: ${reason} has passed`);
   }
   return { images, stats };
+}
+
+/** Placeholders such as {cloud} filled from the variant's settings ({revision} as 0), for checking the result. */
+function fillForCheck(template: string, config: ImageConfig): string {
+  const values = config as unknown as Readonly<Record<string, unknown>>;
+  return template.replace(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_whole, k: string) => {
+    if (k === 'revision') return '0';
+    const v = values[k];
+    return v === null || v === undefined || typeof v === 'object' ? 'x' : String(v);
+  });
+}
+
+/** The image name (with its placeholders filled) must be a safe name; the description must be plain text. */
+function nameIssues(config: ImageConfig): ConfigIssue[] {
+  const out: ConfigIssue[] = [];
+  const name = fillForCheck(config.name, config);
+  if (!isSafeName(name)) {
+    out.push({ key: 'name', expected: `an image name of ${SAFE_NAME_RULE}`, found: name });
+  }
+  if (hasUnsafeText(config.description)) {
+    out.push({
+      key: 'description',
+      expected: 'text without control or bidirectional characters',
+      found: config.description,
+    });
+  }
+  return out;
+}
+
+/**
+ * A WHEN key or EXCLUDE entry that is no dimension key anywhere never applies: alpine-cloud-images ignores it
+ * silently, so a typo (bois for bios) costs a release. Warn, naming the file and line.
+ */
+function warnUnknownDirectiveKeys(
+  top: { Default: PlainObject; Mandatory: PlainObject; dims: Dimension[]; Dimensions: PlainObject },
+  index: SourceIndex,
+  log: Logger,
+): void {
+  const known = new Set(top.dims.flatMap((d) => d.keys));
+  const warned = new Set<string>();
+  const warn = (path: readonly string[], what: string) => {
+    const loc = index.find(path);
+    const where = loc ? formatLocation(loc) : path.join('.');
+    const text = `${what} is no dimension key (known: ${[...known].join(', ')}), so it never applies (${where})`;
+    if (warned.has(text)) return;
+    warned.add(text);
+    log.warn(text);
+  };
+  const walk = (layer: unknown, path: readonly string[], depth: number) => {
+    if (!isPlainObject(layer) || depth > 20) return;
+    const when = layer.WHEN;
+    if (isPlainObject(when)) {
+      for (const [k, settings] of Object.entries(when)) {
+        const unknown = k.split(' ').filter((x) => x !== '' && !known.has(x));
+        if (unknown.length > 0) {
+          warn([...path, 'WHEN', k], `WHEN key ${unknown.map((x) => JSON.stringify(x)).join(', ')}`);
+        }
+        walk(settings, [...path, 'WHEN', k], depth + 1);
+      }
+    }
+    const ex = layer.EXCLUDE;
+    if (Array.isArray(ex)) {
+      const unknown = ex.filter((x) => typeof x === 'string' && !known.has(x));
+      if (unknown.length > 0) {
+        warn([...path, 'EXCLUDE'], `EXCLUDE entry ${unknown.map((x) => JSON.stringify(x)).join(', ')}`);
+      }
+    }
+  };
+  walk(top.Default, ['Default'], 0);
+  for (const d of top.dims) {
+    for (const k of d.keys) walk((top.Dimensions[d.name] as PlainObject)[k], ['Dimensions', d.name, k], 0);
+  }
+  walk(top.Mandatory, ['Mandatory'], 0);
 }

@@ -6,6 +6,8 @@
 // cloud tag), and set it from the update function of the step result that produces it. Metadata, the state
 // reload, `--revise` and rollback all follow FIELDS.
 
+import { hasUnsafeText } from '../util/safe-name.js';
+
 /** One image revision's state. Immutable: every change makes a new record (see the update functions). */
 export interface ImageState {
   /** the revision the state describes (`{revision}` in the image name) */
@@ -60,17 +62,14 @@ interface FieldSpec<T> {
   readonly tag: boolean;
 }
 
-// control and bidirectional characters never belong in an id, a region or a timestamp
-const UNSAFE_TEXT = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
-
 const readTimestamp: Reader<string | null> = (v) => {
   if (v === undefined || v === null || v === '') return null;
   if (v instanceof Date) return v.toISOString();
-  return typeof v === 'string' && !UNSAFE_TEXT.test(v) && !Number.isNaN(Date.parse(v)) ? v : BAD;
+  return typeof v === 'string' && !hasUnsafeText(v) && !Number.isNaN(Date.parse(v)) ? v : BAD;
 };
 const readText: Reader<string | null> = (v) => {
   if (v === undefined || v === null || v === '') return null;
-  return typeof v === 'string' && v.length <= 1024 && !UNSAFE_TEXT.test(v) ? v : BAD;
+  return typeof v === 'string' && v.length <= 1024 && !hasUnsafeText(v) ? v : BAD;
 };
 const readRevision: Reader<number> = (v) => {
   if (v === undefined || v === null) return 0;

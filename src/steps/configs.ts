@@ -3,8 +3,11 @@
 // resolved afresh. Nothing in work/ changes when installation or resolution fails.
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { checkCloudConfig } from '../../clouds/index.js';
 import type { BuildOptions } from '../cli/options.js';
+import { ConfigError, throwErrors } from '../config/errors.js';
 import {
+  type ConfigCheck,
   type ConfigContext,
   loadImagesYaml,
   prepareWorkDir,
@@ -24,7 +27,30 @@ export function configContext(options: BuildOptions, log: Logger, now: Date): Co
     cdnUrl: options.cdnUrl,
     now,
     log,
+    check: checkCloudConfig,
   };
+}
+
+/**
+ * A work/images.yaml that is used as it is (not resolved again) gets the same cloud checks as a resolution, so no
+ * step after `configs` meets a setting that was never checked. Errors name images.yaml.
+ */
+function checkLoaded(images: ImagesFile, path: string, check: ConfigCheck): void {
+  const errors: ConfigError[] = [];
+  for (const [key, config] of Object.entries(images)) {
+    for (const i of check(config)) {
+      errors.push(
+        new ConfigError('', {
+          variant: key,
+          key: i.key,
+          expected: i.expected,
+          got: i.found,
+          location: { file: path },
+        }),
+      );
+    }
+  }
+  throwErrors(errors);
 }
 
 /** prepareWorkDir, then resolve and write work/images.yaml unless it exists (else load it). */
@@ -38,6 +64,7 @@ export async function configsStep(
   if (!options.clean) {
     const existing = await loadImagesYaml(imagesPath);
     if (existing) {
+      checkLoaded(existing, imagesPath, checkCloudConfig);
       await prepareWorkDir(ctx);
       log.info(`using existing ${imagesPath} (${Object.keys(existing).length} variants)`);
       return existing;

@@ -254,9 +254,11 @@ describe('aws plugin against the EC2 emulator', () => {
     await expect(aws.importImage!(image, ctx)).rejects.toThrow(/Unsupported VHD Footer/);
   });
 
-  it('refuses a variant whose image_format is not vhd, before touching AWS', async () => {
-    const { emu, image, ctx } = await setup({}, { image_format: 'qcow2' });
-    await expect(aws.importImage!(image, ctx)).rejects.toThrow(/image_format is "qcow2".*vhd/);
+  it('refuses a variant whose image_format is not vhd at configs, long before touching AWS', async () => {
+    const { emu, image } = await setup({}, { image_format: 'qcow2' });
+    expect(aws.checkConfig!(image.config)).toMatchObject([
+      { key: 'image_format', expected: 'vhd (AWS imports VHD images)', found: 'qcow2' },
+    ]);
     expect(emu.calls).toHaveLength(0);
   });
 

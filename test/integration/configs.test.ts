@@ -185,7 +185,7 @@ describe('bad input through the CLI: one clear error, exit code 1, nothing writt
           args: ['--custom', o, '--only', 'big'],
           expect: (d) =>
             new RegExp(
-              `variant [\\w.]+-x86_64-bios-tiny-vm-big: disk_size: expected a list of whole numbers \\(MiB\\) that add up to the disk size, got \\[128,"huge"\\] \\(${d}/configs/cloud/big\\.yaml:1:1\\)`,
+              `variants [\\w.]+-x86_64-bios-tiny-vm-big, .* and 45 more: disk_size: expected a list of whole numbers \\(MiB\\) that add up to the disk size, got \\[128,"huge"\\] in the first of them \\(${d}/configs/cloud/big\\.yaml:1:1\\)`,
             ),
         };
       },
@@ -298,5 +298,107 @@ describe('--only and --skip through the CLI', () => {
     ]);
     expect(s.code).toBe(2);
     expect(s.stderr).toMatch(/--skip nosuch: no variant has this dimension key; valid keys: /);
+  });
+});
+
+describe('every error at once', () => {
+  const top = (body: string) => ({
+    'configs/top.yaml': body,
+    'configs/images.yaml': { symlink: 'top.yaml' },
+  });
+
+  it('three bad values in three variants: all reported in one run, exit 1, work/ untouched', async () => {
+    const o = await overlay(
+      top(
+        [
+          'include: alpine.yaml',
+          'Dimensions:',
+          '  cloud:',
+          '    aws:',
+          '      WHEN: {aarch64: {image_format: qcow2}}',
+          '    generic:',
+          '      WHEN: {x86_64: {disk_size: [huge]}}',
+          '    azure:',
+          '      WHEN: {bios: {name: ["../escape"]}}',
+          '',
+        ].join('\n'),
+      ),
+    );
+    const work = await workDir();
+    const r = await configs(work, '--custom', o);
+    expect(r.code).toBe(1);
+    const errors = r.stderr.split('\n').filter((l) => l.includes('"level":50'));
+    expect(errors).toHaveLength(1);
+    const msg = (JSON.parse(errors[0]!) as { msg: string }).msg;
+    expect(msg).toMatch(/^3 errors in the configs:\n/);
+    expect(msg).toMatch(
+      new RegExp(
+        `variants [\\w.]+-aarch64-uefi-tiny-vm-aws, .*: image_format: expected vhd \\(AWS imports VHD images\\), got "qcow2" \\(${o}/configs/top\\.yaml:5:\\d+\\)`,
+      ),
+    );
+    expect(msg).toMatch(
+      new RegExp(
+        `variants [\\w.]+-x86_64-bios-tiny-vm-generic, .*: disk_size: expected a list of whole numbers .*, got .*"huge"\\].* \\(${o}/configs/top\\.yaml:7:\\d+\\)`,
+      ),
+    );
+    expect(msg).toMatch(
+      new RegExp(
+        `variants [\\w.]+-x86_64-bios-tiny-vm-azure, .*: name: expected a list of name parts, each letters, digits and \\. _ \\+ - only .*"\\.\\./escape".* \\(${o}/configs/top\\.yaml:9:\\d+\\)`,
+      ),
+    );
+    expect(await readdir(work)).toEqual([]);
+  });
+
+  it('a WHEN key or EXCLUDE entry that is no dimension key is a warning naming file and line', async () => {
+    const o = await overlay(
+      top(
+        [
+          'include: alpine.yaml',
+          'Dimensions:',
+          '  cloud:',
+          '    aws:',
+          '      WHEN: {"bois uefi": {motd: {typo: yes}}}',
+          '      EXCLUDE: [armv7]',
+          '',
+        ].join('\n'),
+      ),
+    );
+    const work = await workDir();
+    const r = await configs(work, '--custom', o);
+    expect(r.code).toBe(0);
+    const warnings = messages(r.stderr).filter((m) => m.includes('is no dimension key'));
+    expect(warnings).toEqual([
+      expect.stringMatching(
+        new RegExp(
+          `^WHEN key "bois" is no dimension key \\(known: .*\\), so it never applies \\(${o}/configs/top\\.yaml:5:14\\)$`,
+        ),
+      ),
+      expect.stringMatching(
+        new RegExp(`^EXCLUDE entry "armv7" is no dimension key .* \\(${o}/configs/top\\.yaml:6:7\\)$`),
+      ),
+    ]);
+  });
+
+  it('dimension keys and image names keep to the safe character set', async () => {
+    const o = await overlay(
+      top(
+        [
+          'include: alpine.yaml',
+          'Dimensions:',
+          '  cloud:',
+          '    "../../etc": {}',
+          '    "bad\\u202ekey": {}',
+          '',
+        ].join('\n'),
+      ),
+    );
+    const work = await workDir();
+    const r = await configs(work, '--custom', o);
+    expect(r.code).toBe(1);
+    const msg = messages(r.stderr).find((m) => m.startsWith('2 errors'));
+    expect(msg).toContain(`Dimensions.cloud: expected keys of letters, digits and . _ + - only`);
+    expect(msg).toContain(`got "../../etc" (${o}/configs/top.yaml:4:5)`);
+    expect(msg).toContain(`got "bad\\u202ekey" (${o}/configs/top.yaml:5:5)`);
+    expect(await readdir(work)).toEqual([]);
   });
 });

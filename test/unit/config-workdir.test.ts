@@ -17,6 +17,16 @@ import {
   type TreeSpec,
 } from '../fixtures/config-helpers.js';
 
+/** an aws variant that passes the AWS plugin's checks (a VHD image, a firmware AWS can boot) */
+const AWS_DIMS = [
+  '  version:',
+  '    "3.22": {}',
+  '  arch:',
+  '    x86_64: {name: [x86_64]}',
+  '  cloud:',
+  '    aws: {image_format: vhd, firmware: bios}',
+].join('\n');
+
 const dirs: string[] = [];
 afterAll(async () => {
   for (const d of dirs) await removeTree(d);
@@ -30,7 +40,7 @@ async function tree(spec: TreeSpec): Promise<string> {
 /** a repository root with configs/ (YAML, selected by images.yaml) and scripts/ */
 async function repo(extra: TreeSpec = {}): Promise<string> {
   return tree({
-    'configs/alpine.yaml': miniTop({ defaults: '  scripts: [setup]' }),
+    'configs/alpine.yaml': miniTop({ defaults: '  scripts: [setup]', dims: AWS_DIMS }),
     'configs/images.yaml': { symlink: 'alpine.yaml' },
     'configs/cloud/aws.yaml': 'cloud_name: AWS\n',
     'configs/.hidden': 'not installed\n',
@@ -236,7 +246,10 @@ describe('the configs step', () => {
     const text = await readFile(join(work, 'images.yaml'), 'utf8');
 
     // edit the work copy: without --clean the existing images.yaml is used as it is
-    await writeFile(join(work, 'configs/alpine.yaml'), miniTop({ defaults: '  scripts: [edited]' }));
+    await writeFile(
+      join(work, 'configs/alpine.yaml'),
+      miniTop({ defaults: '  scripts: [edited]', dims: AWS_DIMS }),
+    );
     const second = await configsStep(options(root, work), cap.log, NOW);
     expect(second).toEqual(first);
     expect(await readFile(join(work, 'images.yaml'), 'utf8')).toBe(text);
