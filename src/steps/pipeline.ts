@@ -92,6 +92,13 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
   }
 
   if (options.command === 'matrix') return matrixCommand(images, options, out);
+  if (options.command === 'verify') {
+    const { runVerify } = await import('./verify.js');
+    const chosen = selectVariants(images, options.only, options.skip).map(
+      (c) => new Image(c, options.workDir),
+    );
+    return runVerify(chosen, ctx, out);
+  }
 
   const target = options.command;
   const selected = selectVariants(images, options.only, options.skip).map(

@@ -21,7 +21,7 @@ export const OPTIONAL_STEPS = ['import', 'sign', 'publish'] as const;
 export type OptionalStep = (typeof OPTIONAL_STEPS)[number];
 
 /** Commands beside the step chain. */
-export const EXTRA_COMMANDS = ['catalog', 'prune', 'matrix'] as const;
+export const EXTRA_COMMANDS = ['catalog', 'prune', 'matrix', 'verify'] as const;
 export type ExtraCommand = (typeof EXTRA_COMMANDS)[number];
 
 export const STEP_HELP: Record<Step | ExtraCommand, string> = {
@@ -36,6 +36,7 @@ export const STEP_HELP: Record<Step | ExtraCommand, string> = {
   release: 'mark images as officially released (runs release_cmd)',
   catalog: 'write the release catalog (site YAML and JSON with "latest" aliases) from storage',
   prune: 'list (and with --really remove) old revisions, end-of-life and unreleased images',
+  verify: 'rebuild images in a temporary directory and compare them with storage (first differing files)',
   matrix: 'write a CI matrix (--ci github|gitlab) whose jobs run STEP --shard I/N over one storage',
 };
 

@@ -159,16 +159,17 @@ export interface DiskContents {
 }
 
 /**
- * Read the root filesystem of a disk image (qcow2 or raw, partitioned or bare ext4): its manifest and its
- * installed-package database. Nothing is mounted; the scratch copies are removed afterwards.
+ * Read the root filesystem of a disk image (raw, qcow2 or another qemu-img `format`, partitioned or bare ext4):
+ * its manifest and its installed-package database. Nothing is mounted; the scratch copies are removed afterwards.
  */
-export async function readDisk(image: string): Promise<DiskContents> {
+export async function readDisk(image: string, format?: string): Promise<DiskContents> {
   const scratch = await scratchDir('cib-disk-');
   try {
     let raw = image;
-    if (await isQcow2(image)) {
+    const from = format && format !== 'raw' ? format : (await isQcow2(image)) ? 'qcow2' : undefined;
+    if (from) {
       raw = join(scratch, 'disk.raw');
-      await run('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', image, raw], image);
+      await run('qemu-img', ['convert', '-f', from, '-O', 'raw', image, raw], image);
     }
     const offset = await rootPartitionOffset(raw);
     const spec = offset ? `${raw}?offset=${offset}` : raw;

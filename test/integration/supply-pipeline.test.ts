@@ -2,9 +2,10 @@
 // REAL Alpine root) writes SBOMs, manifest and provenance beside the image; upload stores them, sign signs them,
 // the metadata records them and the release catalog lists them. Release only on change: a --revise whose content
 // equals the released revision's stores nothing new; one with a changed package set is released.
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as openpgp from 'openpgp';
@@ -155,6 +156,54 @@ describe.skipIf(skip)('supply chain through ./build (stand-in packer, real Alpin
       `https://example.test/v3.24/nocloud/x86_64/${n}.spdx.json.asc`,
     );
   }, 300_000);
+
+  it('verify passes on the untouched image and names the file a one-byte change in the stored image touched', async () => {
+    const ok = await runBuild(['verify', ...args()], {
+      env: { ...env, FAKE_PACKER_DISK: diskA },
+      timeoutMs: 300_000,
+    });
+    expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(new RegExp(`${name(0)}\\s+match: content sha256:[0-9a-f]{64}, bit-identical`));
+    expect(ok.stdout).toContain('verify: all 1 image(s) match storage');
+
+    // the stored image replaced by one whose tree differs in one byte of /etc/motd (checksum file and all)
+    const n = name(0);
+    const stored = join(dir(), `${n}.qcow2`);
+    const original = join(base, 'original.qcow2');
+    await rename(stored, original);
+    const tree = join(base, 'tampered-root');
+    execFileSync('cp', ['-a', installedRoot(mirror!, PACKAGES), tree]);
+    const motd = join(tree, 'etc/motd');
+    const bytes = await readFile(motd);
+    bytes[0] = bytes[0]! ^ 1;
+    await writeFile(motd, bytes);
+    const raw = join(base, 'tampered.raw');
+    ext4Disk(tree, raw);
+    execFileSync('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, stored]);
+    await writeFile(
+      `${stored}.sha512`,
+      `${createHash('sha512')
+        .update(await readFile(stored))
+        .digest('hex')}  ${n}.qcow2\n`,
+    );
+    try {
+      const bad = await runBuild(['verify', ...args()], {
+        env: { ...env, FAKE_PACKER_DISK: diskA },
+        timeoutMs: 300_000,
+      });
+      expect(bad.code, bad.stdout + bad.stderr).toBe(1);
+      expect(bad.stdout).toContain(`${n}  DIFFERS: changed /etc/motd (sha256)`);
+      expect(bad.stdout).toContain('verify: 1 of 1 image(s) do not match storage');
+    } finally {
+      await rename(original, stored);
+      await writeFile(
+        `${stored}.sha512`,
+        `${createHash('sha512')
+          .update(await readFile(stored))
+          .digest('hex')}  ${n}.qcow2\n`,
+      );
+    }
+  }, 600_000);
 
   it('a --revise with the same content stores nothing new; the plan says why; a changed package set is released', async () => {
     const same = await runBuild(['release', '--revise', ...args()], {
