@@ -133,7 +133,15 @@ export function githubMatrix(m: Matrix): string {
 export function gitlabPipeline(m: Matrix): string {
   const doc: Record<string, unknown> = {
     stages: ['build', 'release'],
-    default: { interruptible: false },
+    // a child pipeline does not inherit the parent's `default`: the jobs set themselves up
+    default: {
+      image: 'node:20-bookworm',
+      interruptible: false,
+      before_script: [
+        'apt-get update && xargs -a .ci/apt-packages.txt apt-get install -y --no-install-recommends',
+        'npm ci --no-audit --no-fund',
+      ],
+    },
     variables: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
     '.cib-shard': {
       stage: 'build',

@@ -77,7 +77,7 @@ export async function probeStores(images: readonly Image[], pool: StoragePool): 
  * A view of the pool for work on one image under its lease: every write checks the lease first; the image's
  * metadata is written compare-and-swap against the version this worker loaded.
  */
-function leasedPool(
+export function leasedPool(
   pool: StoragePool,
   image: Image,
   lease: Lease,
