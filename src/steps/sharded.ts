@@ -167,11 +167,12 @@ export async function runSharded(
   // images.yaml is rewritten by one image at a time
   const yamlLimit = pLimit(1);
   const saveYaml = () => yamlLimit(() => writeImagesYaml(join(options.workDir, 'images.yaml'), images));
-  const pollMs = Math.min(Math.max(mgr.renewEveryMs, 100), 5000);
+  const pollMs = Math.min(Math.max(mgr.renewEveryMs, 100), 2000);
 
   // (an interrupted or killed worker leaves its leases to expire: the others take its images over after the TTL)
   try {
     let pending = order;
+    let lastWait = '';
     while (pending.length > 0) {
       const busy: { image: Image; holder: string; expires: string }[] = [];
       await Promise.all(
@@ -207,11 +208,17 @@ export async function runSharded(
       );
       if (busy.length === 0) break;
       const soonest = busy.map((b) => b.expires).sort()[0];
-      log.info(
+      // said once per change of what is waited for (the loop comes back every couple of seconds)
+      const waitKey = busy
+        .map((b) => `${b.image.config.config_key}@${b.holder}`)
+        .sort()
+        .join(' ');
+      (waitKey === lastWait ? log.debug.bind(log) : log.info.bind(log))(
         { waiting: busy.map((b) => b.image.imageName) },
         `waiting for ${busy.length} image(s) held by other workers (${[...new Set(busy.map((b) => b.holder))].join(', ')}); ` +
           `taken over if not renewed (first lease ends ${soonest})`,
       );
+      lastWait = waitKey;
       await new Promise((r) => setTimeout(r, pollMs));
       pending = busy.map((b) => b.image);
     }

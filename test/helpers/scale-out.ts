@@ -1,6 +1,6 @@
 /**
  * A matrix of 12 images whose local build is a stand-in of fixed duration, for the scale-out tests and bench:
- * the real CLI runs the real local step, with `packer` on PATH being test/fixtures/local/fake-packer (it sleeps
+ * the real CLI runs the real local step (`builder: vm`), with `packer` on PATH being test/fixtures/local/fake-packer (it sleeps
  * FAKE_PACKER_SECONDS and makes an empty qcow2), the ISO from a file:// mirror signed with a throwaway key, and
  * real conversion and checksums. 3 clouds (nocloud or aws, generic, azure) × 4 bootstraps, x86_64, BIOS.
  */
@@ -58,6 +58,8 @@ export async function scaleOutFixture(opts: {
       : {},
     bootstraps: ['tiny', 'cloudinit', 'b3', 'b4'],
     firmwares: ['bios'],
+    // the Packer/QEMU path, whose `packer` is the stand-in (the chroot builder would build for real)
+    defaults: { builder: 'vm' },
   });
   await mkdir(join(overlay, 'keys'), { recursive: true });
   await writeFile(join(overlay, 'keys', 'release.asc'), key.publicArmored);

@@ -28,6 +28,7 @@ beforeAll(async () => {
     arches: ['x86_64', 'aarch64'],
     bootstraps: ['tiny', 'cloudinit'],
     clouds: ['aws', 'nocloud', 'generic'],
+    cloudSettings: { aws: { image_format: 'vhd' } },
   });
 });
 
