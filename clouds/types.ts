@@ -60,6 +60,30 @@ export interface CloudImage {
   kind?: 'image' | 'snapshot';
 }
 
+/** What the boot test tells a guest about itself (the same data however the cloud serves it). */
+export interface BootTestInstanceData {
+  instanceId: string;
+  hostname: string;
+  /** the test's own public key, for the login user */
+  sshPublicKey: string;
+  /** user-data in the form the image's bootstrap runs it */
+  userData: string;
+}
+
+/**
+ * A cloud's instance-metadata service as the boot test stands it in: an HTTP handler the guest reaches at
+ * address:port (QEMU's user networking forwards it to a local server of the tool).
+ */
+export interface InstanceMetadataService {
+  /** recorded as the test's datasource, e.g. "aws-imdsv2" */
+  readonly name: string;
+  readonly address: string;
+  readonly port: number;
+  handle(req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse): void;
+  /** "METHOD path status" of every request, for the test's log */
+  requests(): string[];
+}
+
 /** One plugin per cloud, in clouds/<name>/index.ts, registered in clouds/index.ts. */
 export interface CloudPlugin {
   readonly name: string;
@@ -78,4 +102,6 @@ export interface CloudPlugin {
   deleteCloudImage?(img: CloudImage, ctx: CloudContext): Promise<void>;
   regionUrl?(image: Image, region: string, imageId: string): string;
   launchUrl?(image: Image, region: string, imageId: string): string;
+  /** the boot test serves instance data through this service instead of a NoCloud seed (e.g. AWS IMDS) */
+  bootTestMetadata?(data: BootTestInstanceData): InstanceMetadataService;
 }

@@ -1,6 +1,7 @@
 /** The AWS plugin: import (VHD -> snapshot -> AMI), publish (copy to regions), delete, list. */
 import type { Image } from '../../src/state/image.js';
 import type { CloudAction, CloudContext, CloudPlugin } from '../types.js';
+import { createImdsService } from './imds.js';
 import type { AwsSession } from './session.js';
 import { checkAwsConfig } from './settings.js';
 
@@ -57,6 +58,8 @@ export function createAwsPlugin(): CloudPlugin {
         region,
         image_id: imageId,
       }),
+    // the boot test serves instance data the way EC2 does (IMDSv2), not as a NoCloud seed
+    bootTestMetadata: (data) => createImdsService(data),
   };
   return plugin;
 }
