@@ -57,14 +57,16 @@ export interface BootTestRecord {
   boot_log?: string;
 }
 
-export const BOOT_TEST_FIELD = 'boot_test';
-
-/** The image's boot_test record, if its config holds a well-formed one. */
-export function bootTestOf(config: Record<string, unknown>): BootTestRecord | undefined {
-  const r = config[BOOT_TEST_FIELD];
-  if (!r || typeof r !== 'object' || Array.isArray(r)) return undefined;
-  const rec = r as BootTestRecord;
-  return rec.status === 'passed' || rec.status === 'failed' || rec.status === 'skipped' ? rec : undefined;
+/** A boot_test record read back from metadata, or undefined when it is not one (wrong shape). */
+export function readBootTest(v: unknown): BootTestRecord | undefined {
+  if (!v || typeof v !== 'object' || Array.isArray(v)) return undefined;
+  const r = v as Record<string, unknown>;
+  if (r.status !== 'passed' && r.status !== 'failed' && r.status !== 'skipped') return undefined;
+  const at = r.at instanceof Date ? r.at.toISOString() : r.at;
+  if (typeof at !== 'string' || Number.isNaN(Date.parse(at))) return undefined;
+  if (r.checks !== undefined && !Array.isArray(r.checks)) return undefined;
+  const built = r.built instanceof Date ? r.built.toISOString() : r.built;
+  return { ...(r as unknown as BootTestRecord), at, built: typeof built === 'string' ? built : null };
 }
 
 /**
@@ -72,7 +74,7 @@ export function bootTestOf(config: Record<string, unknown>): BootTestRecord | un
  * Returns undefined when it may, else the reason it may not.
  */
 export function testGate(
-  rec: BootTestRecord | undefined,
+  rec: BootTestRecord | null | undefined,
   built: string | null | undefined,
 ): string | undefined {
   if (!rec) return 'it was never boot-tested (run the test step, or --disable test)';
@@ -83,7 +85,7 @@ export function testGate(
 }
 
 /** The test still has to run for this build: never ran, failed, skipped, or ran on an older build. */
-export function needsTest(rec: BootTestRecord | undefined, built: string | null | undefined): boolean {
+export function needsTest(rec: BootTestRecord | null | undefined, built: string | null | undefined): boolean {
   return testGate(rec, built) !== undefined;
 }
 

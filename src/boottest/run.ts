@@ -195,7 +195,7 @@ export async function testImage(image: Image, ctx: BootTestContext): Promise<Boo
   const bootLogName = `${image.imageName}.boot.log`;
   const bootLog = join(image.localDir, bootLogName);
   const checks: CheckResult[] = [];
-  const rec: BootTestRecord = { status: 'failed', at: '', built: c.built ?? null, boot_log: bootLogName };
+  const rec: BootTestRecord = { status: 'failed', at: '', built: image.state.built, boot_log: bootLogName };
   let vm: RunningVm | undefined;
   let endpoint: MetadataEndpoint | undefined;
   let guest: GuestSession | undefined;

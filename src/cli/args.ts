@@ -44,6 +44,7 @@ function stepsHelp(): string {
     '  ALPINE_RELEASES_URL        default for --releases-url',
     '  ALPINE_CDN_URL             default for --cdn-url',
     '  BUILD_WORK_DIR             default for --work-dir',
+    '  BUILD_TEST_TIMEOUT         test: seconds from QEMU start until SSH must answer (default 300, 480 aarch64)',
     '  AWS_* / AWS_ENDPOINT_URL*  AWS credentials and endpoint overrides (import, publish, s3:// storage)',
     '  IDENTITY_BROKER_ENDPOINT, IDENTITY_BROKER_API_KEY   identity broker (--use-broker)',
     '',

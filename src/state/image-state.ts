@@ -7,6 +7,7 @@
 // reload, `--revise` and rollback all follow FIELDS.
 
 import { hasUnsafeText } from '../util/safe-name.js';
+import { type BootTestRecord, readBootTest } from '../boottest/record.js';
 
 /** One image revision's state. Immutable: every change makes a new record (see the update functions). */
 export interface ImageState {
@@ -28,6 +29,8 @@ export interface ImageState {
   readonly signing_key_fingerprint: string | null;
   /** the build's supply chain: SBOMs, manifest, provenance and content digest (docs/supply-chain.md) */
   readonly supply: SupplyState | null;
+  /** the latest boot test of this revision's build (the test step; src/boottest/record.ts) */
+  readonly boot_test: BootTestRecord | null;
   /** when the metadata was last written (used to tell the newer of a local and a stored copy) */
   readonly metadata_updated: string | null;
 }
@@ -127,6 +130,11 @@ const readSupply: Reader<SupplyState | null> = (v) => {
   return { content_digest: digest, packages, files, baseline, unchanged_as: unchanged };
 };
 
+const readBootTestField: Reader<BootTestRecord | null> = (v) => {
+  if (v === undefined || v === null) return null;
+  return readBootTest(v) ?? BAD;
+};
+
 const TIMESTAMP = { read: readTimestamp, expected: 'an ISO date-time or null', empty: null, tag: true };
 
 /** Every state field, in metadata order. */
@@ -150,6 +158,12 @@ const FIELDS: { readonly [K in StateField]: FieldSpec<ImageState[K]> } = {
   supply: {
     read: readSupply,
     expected: 'a supply record (content_digest, packages, files, baseline, unchanged_as) or null',
+    empty: null,
+    tag: false,
+  },
+  boot_test: {
+    read: readBootTestField,
+    expected: 'a boot test record (status passed, failed or skipped, and its time) or null',
     empty: null,
     tag: false,
   },
@@ -248,6 +262,8 @@ export const stateAfter = {
       artifacts: { ...(s.artifacts ?? {}), ...r.artifacts },
       ...(r.published ? { published: r.published } : {}),
     }),
+  /** the test step booted and checked the image, or --disable test let it past untested */
+  tested: (s: ImageState, r: BootTestRecord): ImageState => next(s, { boot_test: r }),
   /** the release step released the image */
   released: (s: ImageState, at: string): ImageState => next(s, { released: at }),
   /** rollback deleted the imported cloud image */

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import type { BootTestRecord } from '../boottest/record.js';
 import type { ImageConfig } from '../config/types.js';
 import { emptyState, type ImageState, STATE_TAGS, type SupplyState, stateTags } from './image-state.js';
 
@@ -42,6 +43,8 @@ export interface ImageMetadata extends ImageTags {
   artifacts?: Record<string, string> | null;
   signing_key_fingerprint?: string;
   supply?: SupplyState | null;
+  /** the latest boot test of this revision (src/boottest/record.ts) */
+  boot_test?: BootTestRecord;
   metadata_updated: string;
 }
 

@@ -38,6 +38,7 @@ export function metadataOf(image: Image, now: Date): ImageMetadata {
     artifacts: s.artifacts ? { ...s.artifacts } : null,
     ...(s.signing_key_fingerprint ? { signing_key_fingerprint: s.signing_key_fingerprint } : {}),
     ...(s.supply ? { supply: s.supply } : {}),
+    ...(s.boot_test ? { boot_test: s.boot_test } : {}),
     metadata_updated: now.toISOString(),
   };
 }

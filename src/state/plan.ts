@@ -22,6 +22,8 @@ export interface PlanInput {
   unchangedAs?: number | null;
   /** --publish-unchanged: upload, import and publish such a build all the same */
   publishUnchanged?: boolean;
+  /** the latest build has no passing boot test (never ran, failed, skipped, or an older build's); default true */
+  testNeeded?: boolean;
 }
 
 export type UndoAction = 'import' | 'upload' | 'local';
@@ -53,7 +55,8 @@ function stepIncluded(s: ImageStep, target: Step): boolean {
  * Decide, for one variant, which steps are still to do and what a rollback would undo.
  * Mirrors alpine-cloud-images' refresh_state, made pure (no I/O) so every case is unit-testable.
  */
-export function planActions(input: PlanInput): Plan {
+export function planActions(planInput: PlanInput): Plan {
+  let input = planInput;
   const notes: string[] = [];
   const undo: UndoAction[] = [];
   let rollbackBlocked = false;
@@ -78,6 +81,7 @@ export function planActions(input: PlanInput): Plan {
     revised = true;
     notes.push(`revised: r${input.revision} -> r${revision}`);
     built = uploaded = imported = signed = published = released = null;
+    input = { ...input, testNeeded: true };
     // the old revision's local files go; a build already made for a newer revision is found as the latest
     // revision by the state step and reused without any bump
     if (input.localBuild) undo.push('local');
@@ -102,6 +106,8 @@ export function planActions(input: PlanInput): Plan {
 
   // a build recorded in metadata but missing here is only usable once uploaded
   if (built && (localBuild || uploaded)) actions.delete('local');
+  // a new build is always tested; an existing one when its latest test did not pass
+  if (!actions.has('local') && input.testNeeded === false) actions.delete('test');
   if (uploaded) actions.delete('upload');
   if (imported || !input.cloudActions.has('import')) {
     if (!imported && actions.has('import')) notes.push('cloud does not support import');

@@ -2,6 +2,7 @@ import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
+import { needsTest } from '../boottest/record.js';
 import type { OptionalStep, Step } from '../steps/steps.js';
 import type { StoragePool } from '../storage/types.js';
 import { errorMessage, UserError } from '../util/errors.js';
@@ -154,6 +155,7 @@ export async function refreshState(images: readonly Image[], ctx: StateContext):
           canSign: image.signingConfigured,
           unchangedAs: s.supply?.unchanged_as ?? null,
           publishUnchanged: ctx.publishUnchanged ?? false,
+          testNeeded: needsTest(s.boot_test, s.built),
         };
         const plan = planActions(input);
         if (ctx.target === 'state') {

@@ -15,6 +15,7 @@ import { exists } from '../util/fs.js';
 import type { RunContext, StepFailure } from './context.js';
 import { revisionFiles, saveMetadata } from './persist.js';
 import type { ImageStep } from './steps.js';
+import { requireTested, stepTest } from './test-step.js';
 
 export interface StepOutcome {
   failures: StepFailure[];
@@ -151,6 +152,7 @@ async function storedFiles(image: Image): Promise<string[]> {
 
 async function upload(image: Image, ctx: RunContext): Promise<void> {
   if (!image.storageUrl) throw new UserError(`${image.config.config_key}: no storage_url configured`);
+  requireTested(image, 'upload', ctx);
   if (!(await exists(image.uploadPath))) {
     throw new UserError(`${image.uploadPath}: local image missing; run the local step (or --revise)`);
   }
@@ -163,7 +165,7 @@ async function upload(image: Image, ctx: RunContext): Promise<void> {
 }
 
 /** The converted image must be local for import; fetch it from storage when it was built elsewhere. */
-async function ensureLocalImage(image: Image, ctx: RunContext): Promise<void> {
+export async function ensureLocalImage(image: Image, ctx: RunContext): Promise<void> {
   if (await exists(image.imagePath)) return;
   if (image.config.image_compress) {
     throw new UserError(
@@ -179,6 +181,7 @@ async function ensureLocalImage(image: Image, ctx: RunContext): Promise<void> {
 async function importImage(image: Image, ctx: RunContext): Promise<void> {
   const plugin = ctx.cloud(image.config.cloud);
   if (!plugin.importImage) throw new UserError(`cloud ${plugin.name} cannot import images`);
+  requireTested(image, 'import', ctx);
   await ensureLocalImage(image, ctx);
   const r = await plugin.importImage(image, ctx.cloudContext);
   image.record(stateAfter.imported(image.state, r));
@@ -212,6 +215,8 @@ export async function runStep(
   switch (step) {
     case 'local':
       return { failures: await stepLocal(images, ctx), regionFailures };
+    case 'test':
+      return { failures: await stepTest(images, ctx), regionFailures };
     case 'upload':
       return { failures: await forEachImage(step, images, ctx, (i) => upload(i, ctx)), regionFailures };
     case 'import':
@@ -224,6 +229,7 @@ export async function runStep(
       const failures = await forEachImage(step, images, ctx, async (image) => {
         const plugin = ctx.cloud(image.config.cloud);
         if (!plugin.publishImage) throw new UserError(`cloud ${plugin.name} cannot publish images`);
+        requireTested(image, 'publish', ctx);
         const r = await plugin.publishImage(image, ctx.cloudContext);
         // the source image was gone and publish imported it again
         if (r.reimported) image.record(stateAfter.imported(image.state, r.reimported));

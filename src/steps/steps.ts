@@ -4,6 +4,7 @@ export const STEPS = [
   'state',
   'rollback',
   'local',
+  'test',
   'upload',
   'import',
   'sign',
@@ -13,11 +14,11 @@ export const STEPS = [
 export type Step = (typeof STEPS)[number];
 
 /** Steps that act on images (planned per image by the state step). */
-export const IMAGE_STEPS = ['local', 'upload', 'import', 'sign', 'publish', 'release'] as const;
+export const IMAGE_STEPS = ['local', 'test', 'upload', 'import', 'sign', 'publish', 'release'] as const;
 export type ImageStep = (typeof IMAGE_STEPS)[number];
 
 /** Steps that may be turned off with --disable. */
-export const OPTIONAL_STEPS = ['import', 'sign', 'publish'] as const;
+export const OPTIONAL_STEPS = ['test', 'import', 'sign', 'publish'] as const;
 export type OptionalStep = (typeof OPTIONAL_STEPS)[number];
 
 /** Commands beside the step chain. */
@@ -29,6 +30,7 @@ export const STEP_HELP: Record<Step | ExtraCommand, string> = {
   state: 'report the current build state of images and what each later step would do',
   rollback: 'remove local/uploaded/imported images that are neither published nor released',
   local: 'build images locally with Packer and QEMU, convert, compress and checksum them',
+  test: 'boot each built image under QEMU and check it over SSH (cloud data, packages, services, ...)',
   upload: 'upload images, checksums and metadata to storage_url',
   import: 'import local images to the cloud provider default region (*)',
   sign: 'cryptographically sign images (signing_cmd or signing_key)',

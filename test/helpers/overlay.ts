@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import type { ImageConfig, ImagesFile } from '../../src/config/types.js';
 import { Image } from '../../src/state/image.js';
-import { emptyState, stateAfter } from '../../src/state/image-state.js';
+import { emptyState, type ImageState, stateAfter } from '../../src/state/image-state.js';
 import { ROOT } from './cli.js';
 
 export const RELEASES_URL = `file://${join(ROOT, 'test', 'fixtures', 'releases.json')}`;
@@ -79,15 +79,33 @@ export function imageOf(config: ImageConfig, workDir: string): Image {
 }
 
 /**
+ * The state after a boot test that passed on this build (fake builds cannot boot): upload, import and publish
+ * take only images whose latest test passed.
+ */
+export function passedBootTest(s: ImageState): ImageState {
+  const at = s.built ?? '2026-11-20T10:00:00.000Z';
+  return stateAfter.tested(s, {
+    status: 'passed',
+    at,
+    built: s.built,
+    checks: [{ name: 'ssh', ok: true, detail: 'fake build, not booted' }],
+  });
+}
+
+/**
  * Put a fake local build in place for an image, as the local step leaves it: the converted image,
- * its .sha512, and metadata saying it was built. Returns the Image.
+ * its .sha512, and metadata saying it was built and passed its boot test. Returns the Image.
  */
 export async function fakeLocalBuild(
   config: ImageConfig,
   workDir: string,
   size = 1024 * 1024,
 ): Promise<Image> {
-  const image = new Image(config, workDir, stateAfter.built(emptyState(), '2026-11-20T10:00:00.000Z'));
+  const image = new Image(
+    config,
+    workDir,
+    passedBootTest(stateAfter.built(emptyState(), '2026-11-20T10:00:00.000Z')),
+  );
   await mkdir(image.localDir, { recursive: true });
   const data = Buffer.alloc(size);
   for (let i = 0; i < size; i += 4096) data.writeUInt32LE(i ^ 0x5eed, i);

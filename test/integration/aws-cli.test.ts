@@ -21,7 +21,7 @@ import {
 } from '../helpers/broker-emulator.js';
 import { BUILD, runBuild } from '../helpers/cli.js';
 import { awsTestEnv, type Ec2Emulator, startEc2, writeFixedVhd } from '../helpers/ec2-emulator.js';
-import { makeOverlay, RELEASES_URL, readImages } from '../helpers/overlay.js';
+import { makeOverlay, passedBootTest, RELEASES_URL, readImages } from '../helpers/overlay.js';
 import { type S3rverHandle, startS3rver } from '../helpers/s3rver.js';
 
 const REGIONS = { 'us-west-2': true, 'us-east-1': true, 'eu-west-1': true };
@@ -71,7 +71,11 @@ async function prepare(name: string, revision = 0): Promise<{ work: string; imag
 }
 
 async function fakeBuild(config: ImageConfig, work: string, revision: number): Promise<Image> {
-  const image = new Image(config, work, stateAfter.built(emptyState(revision), '2026-11-20T10:00:00.000Z'));
+  const image = new Image(
+    config,
+    work,
+    passedBootTest(stateAfter.built(emptyState(revision), '2026-11-20T10:00:00.000Z')),
+  );
   await writeFixedVhd(image.imagePath, 1);
   const sum = createHash('sha512')
     .update(await readFile(image.imagePath))

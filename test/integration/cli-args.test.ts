@@ -28,7 +28,7 @@ describe('./build argument checks (real CLI)', () => {
     [
       'bad --disable',
       ['publish', '--disable', 'local'],
-      /--disable local: expected one of import, sign, publish/,
+      /--disable local: expected one of test, import, sign, publish/,
     ],
     [
       'bad --log-format',
@@ -63,6 +63,7 @@ describe('./build argument checks (real CLI)', () => {
       'state',
       'rollback',
       'local',
+      'test',
       'upload',
       'import',
       'sign',

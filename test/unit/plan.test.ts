@@ -23,6 +23,8 @@ interface Case {
   revise?: boolean;
   localBuild?: boolean;
   canSign?: boolean;
+  /** the build has no passing boot test (default: it has one) */
+  testNeeded?: boolean;
   actions: string[];
   undo?: string[];
   blocked?: boolean;
@@ -33,23 +35,30 @@ const cases: [string, Case][] = [
   ['configs does nothing', { target: 'configs', meta: NONE, actions: [] }],
   [
     'state reports the full chain',
-    { target: 'state', meta: NONE, actions: ['local', 'upload', 'import', 'sign', 'publish', 'release'] },
+    {
+      target: 'state',
+      meta: NONE,
+      actions: ['local', 'test', 'upload', 'import', 'sign', 'publish', 'release'],
+    },
   ],
   ['local from nothing', { target: 'local', meta: NONE, actions: ['local'] }],
   ['local already built', { target: 'local', meta: BUILT, localBuild: true, actions: [] }],
   [
     'built elsewhere, not uploaded, missing here: rebuild',
-    { target: 'upload', meta: BUILT, localBuild: false, actions: ['local', 'upload'] },
+    { target: 'upload', meta: BUILT, localBuild: false, actions: ['local', 'test', 'upload'] },
   ],
   [
     'built elsewhere and uploaded: nothing local needed',
     { target: 'upload', meta: UPLOADED, localBuild: false, actions: [] },
   ],
   ['upload after local', { target: 'upload', meta: BUILT, localBuild: true, actions: ['upload'] }],
-  ['import chain from nothing', { target: 'import', meta: NONE, actions: ['local', 'upload', 'import'] }],
+  [
+    'import chain from nothing',
+    { target: 'import', meta: NONE, actions: ['local', 'test', 'upload', 'import'] },
+  ],
   [
     'import on nocloud is skipped',
-    { target: 'import', meta: NONE, cloud: NOCLOUD, actions: ['local', 'upload'] },
+    { target: 'import', meta: NONE, cloud: NOCLOUD, actions: ['local', 'test', 'upload'] },
   ],
   ['import already imported', { target: 'import', meta: IMPORTED, actions: [] }],
   ['--disable import disables it', { target: 'import', meta: UPLOADED, disable: ['import'], actions: [] }],
@@ -104,7 +113,7 @@ const cases: [string, Case][] = [
       meta: PUBLISHED,
       revise: true,
       localBuild: true,
-      actions: ['local', 'upload', 'import', 'sign', 'publish'],
+      actions: ['local', 'test', 'upload', 'import', 'sign', 'publish'],
       undo: ['local'],
       revision: 1,
     },
@@ -117,6 +126,29 @@ const cases: [string, Case][] = [
     '--revise does nothing to an unpublished image',
     { target: 'publish', meta: IMPORTED, revise: true, actions: ['sign', 'publish'], revision: 0 },
   ],
+  ['test after local', { target: 'test', meta: NONE, actions: ['local', 'test'] }],
+  [
+    'a build without a passing test is tested',
+    { target: 'test', meta: BUILT, localBuild: true, testNeeded: true, actions: ['test'] },
+  ],
+  [
+    'an untested build is tested before upload',
+    { target: 'upload', meta: BUILT, localBuild: true, testNeeded: true, actions: ['test', 'upload'] },
+  ],
+  [
+    'a tested build is not tested again',
+    { target: 'upload', meta: BUILT, localBuild: true, actions: ['upload'] },
+  ],
+  ['--disable test', { target: 'upload', meta: NONE, disable: ['test'], actions: ['local', 'upload'] }],
+  [
+    'state shows a test still to do',
+    {
+      target: 'state',
+      meta: UPLOADED,
+      testNeeded: true,
+      actions: ['test', 'import', 'sign', 'publish', 'release'],
+    },
+  ],
   [
     '--revise with --disable import',
     {
@@ -124,7 +156,7 @@ const cases: [string, Case][] = [
       meta: PUBLISHED,
       revise: true,
       disable: ['import', 'publish'],
-      actions: ['local', 'upload', 'sign'],
+      actions: ['local', 'test', 'upload', 'sign'],
       revision: 1,
     },
   ],
@@ -141,6 +173,7 @@ describe('planActions', () => {
       revise: c.revise ?? false,
       cloudActions: c.cloud ?? AWS,
       canSign: c.canSign ?? true,
+      testNeeded: c.testNeeded ?? false,
     });
     expect(plan.actions).toEqual(c.actions);
     if (c.undo) expect(plan.undo).toEqual(c.undo);
@@ -159,7 +192,7 @@ describe('planActions', () => {
       cloudActions: AWS,
       canSign: true,
     });
-    expect(plan.actions).toEqual(['local', 'upload', 'import', 'sign', 'publish', 'release']);
+    expect(plan.actions).toEqual(['local', 'test', 'upload', 'import', 'sign', 'publish', 'release']);
     expect(plan.revision).toBe(3);
   });
 });

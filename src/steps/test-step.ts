@@ -1,0 +1,166 @@
+// The `test` step (between local and upload): boot every built image and check it (src/boottest), record the
+// result in its metadata; and the gate that keeps upload, import and publish from taking an image whose latest
+// test failed or never ran, unless the test is disabled for the run.
+import { join } from 'node:path';
+import pLimit from 'p-limit';
+import { type BootTestRecord, formatChecks, testGate } from '../boottest/record.js';
+import type { BootTestTuning } from '../boottest/run.js';
+import type { AccelChoice } from '../build/accel.js';
+import type { Image } from '../state/image.js';
+import { stateAfter } from '../state/image-state.js';
+import { errorMessage, UserError } from '../util/errors.js';
+import type { RunContext, StepFailure } from './context.js';
+import { saveMetadata } from './persist.js';
+
+/** The environment variable that sets the boot test's time limit (seconds from QEMU's start to SSH). */
+export const TEST_TIMEOUT_ENV = 'BUILD_TEST_TIMEOUT';
+
+function testDisabled(ctx: RunContext): boolean {
+  return (ctx.options.disable as readonly string[]).includes('test');
+}
+
+/**
+ * Throws when `step` may not take the image: its latest test failed or never ran. With `--disable test` it may,
+ * and the image's record says the test was skipped (the caller saves the metadata), with a warning.
+ */
+export function requireTested(image: Image, step: string, ctx: RunContext): void {
+  const s = image.state;
+  const rec = s.boot_test;
+  const why = testGate(rec, s.built);
+  if (!why) return;
+  if (!testDisabled(ctx)) throw new UserError(`${step} refused for ${image.imageName}: ${why}`);
+  if (rec?.status === 'skipped' && rec.built === s.built) return;
+  image.record(
+    stateAfter.tested(s, {
+      status: 'skipped',
+      at: ctx.now().toISOString(),
+      built: s.built,
+      reason: '--disable test',
+    }),
+  );
+  ctx.log.warn(
+    { image: image.imageName },
+    `${step}: ${image.imageName} was NOT boot-tested (--disable test); its metadata records the skip`,
+  );
+}
+
+function tuningFrom(env: NodeJS.ProcessEnv): BootTestTuning {
+  const v = env[TEST_TIMEOUT_ENV];
+  if (v === undefined || v === '') return {};
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) {
+    throw new UserError(`${TEST_TIMEOUT_ENV}=${v}: expected a number of seconds`);
+  }
+  return { bootTimeoutMs: n * 1000 };
+}
+
+/** Boot-test the images (at most --parallel at once). A failed test fails the image, not the run. */
+export async function stepTest(images: readonly Image[], ctx: RunContext): Promise<StepFailure[]> {
+  const { testImage, Reaper, sweepStale } = await import('../boottest/run.js');
+  const { probeAccelerator } = await import('../build/accel.js');
+  const { acceleratorFromVarFiles } = await import('../build/variant.js');
+  const { ensureUefiFirmware } = await import('../build/firmware.js');
+  const { loadApkKeys } = await import('../build/apk.js');
+  const { log, options } = ctx;
+  const tuning = tuningFrom(process.env);
+  await sweepStale(options.workDir, log);
+
+  const forced = await acceleratorFromVarFiles(options.vars);
+  const accels = new Map<string, Promise<AccelChoice>>();
+  const accelerator = (arch: string) => {
+    let p = accels.get(arch);
+    if (!p) {
+      p = (async () => {
+        const c: AccelChoice = forced
+          ? { accelerator: forced.value, reason: `set in --vars ${forced.file}` }
+          : await probeAccelerator({ arch, timeoutMs: 5000 });
+        log.info(`accelerator for ${arch} boot tests: ${c.accelerator.toUpperCase()} (${c.reason})`);
+        return c;
+      })();
+      accels.set(arch, p);
+    }
+    return p;
+  };
+  const firmwares = new Map<string, Promise<string>>();
+  const firmware = (image: Image) => {
+    const arch = image.config.arch;
+    let p = firmwares.get(arch);
+    if (!p) {
+      p = (async () =>
+        ensureUefiFirmware(arch, {
+          workDir: options.workDir,
+          cdnUrl: options.cdnUrl,
+          vVersion: image.vVersion,
+          pad: options.padUefiBinArch.includes(arch),
+          log,
+          apkKeys: await loadApkKeys([join(options.rootDir, 'keys', 'apk')]),
+        }))();
+      firmwares.set(arch, p);
+    }
+    return p;
+  };
+
+  const reaper = new Reaper();
+  reaper.install();
+  const limit = pLimit(Math.max(1, options.parallel));
+  const failures: StepFailure[] = [];
+  let done = 0;
+  try {
+    await Promise.all(
+      images.map((image) =>
+        limit(async () => {
+          ctx.log.info({ step: 'test', image: image.imageName }, `test: ${image.imageName} booting`);
+          let rec: BootTestRecord;
+          try {
+            const { ensureLocalImage } = await import('./image-steps.js');
+            await ensureLocalImage(image, ctx);
+            rec = await testImage(image, {
+              log,
+              workDir: options.workDir,
+              accelerator,
+              firmware,
+              cloud: ctx.cloud,
+              reaper,
+              tuning: { cpus: Math.max(1, Math.min(2, Math.floor(2 / options.parallel) || 1)), ...tuning },
+              now: ctx.now,
+            });
+          } catch (err) {
+            rec = {
+              status: 'failed',
+              at: ctx.now().toISOString(),
+              built: image.state.built,
+              error: errorMessage(err),
+              checks: [],
+            };
+          }
+          image.record(stateAfter.tested(image.state, rec));
+          await saveMetadata(image, ctx);
+          done++;
+          const checks = rec.checks?.length ? `\n${formatChecks(rec.checks)}` : '';
+          const t = rec.times ?? {};
+          if (rec.status === 'passed') {
+            log.info(
+              { step: 'test', image: image.imageName, times: t, footprint: rec.footprint },
+              `test: ${image.imageName} passed (${done}/${images.length}): SSH after ${t.ssh} s, ` +
+                `login prompt after ${t.login_prompt} s, powered off in ${t.poweroff} s${checks}`,
+            );
+          } else {
+            log.error(
+              { step: 'test', image: image.imageName, bootLog: rec.boot_log },
+              `test: ${image.imageName} failed (${done}/${images.length})${checks}`,
+            );
+            failures.push({
+              configKey: image.config.config_key,
+              imageName: image.imageName,
+              step: 'test',
+              error: `${rec.error ?? 'failed'}${rec.boot_log ? `\n(boot log: ${join(image.localDir, rec.boot_log)})` : ''}`,
+            });
+          }
+        }),
+      ),
+    );
+  } finally {
+    reaper.uninstall();
+  }
+  return failures;
+}
