@@ -40,6 +40,7 @@ export const RUN_FIELDS: ReadonlySet<string> = new Set([
   'import_region',
   'signing_key_fingerprint',
   'supply',
+  'boot_test',
   'metadata_updated',
   'actions',
   'undo',

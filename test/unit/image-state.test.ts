@@ -64,6 +64,7 @@ describe('the image state', () => {
       'artifacts',
       'signing_key_fingerprint',
       'supply',
+      'boot_test',
       'metadata_updated',
     ]);
     for (const f of STATE_FIELDS) expect(RUN_FIELDS.has(f), f).toBe(true);
