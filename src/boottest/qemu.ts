@@ -289,6 +289,7 @@ export const FATAL_CONSOLE = [
   /Boot failed: /,
   /error: (?:invalid magic number|file `[^']*' not found|you need to load the kernel first)/,
   /Could not find kernel image/i,
+  /Invalid or corrupt kernel image/i,
   /initramfs: (?:no |cannot mount)/,
 ];
 

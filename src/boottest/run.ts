@@ -38,6 +38,11 @@ import { connectError, connectOnce, type GuestSession, testKeyPair } from './ssh
 export interface BootTestTuning {
   /** time from QEMU's start until SSH must answer; default 300 s (480 s aarch64) under TCG, 90 s under KVM */
   bootTimeoutMs?: number;
+  /**
+   * once the login prompt is up (the default runlevel has finished, sshd would have started), how long SSH may
+   * still take to answer; default 45 s under TCG, 15 s under KVM
+   */
+  sshGraceMs?: number;
   /** time from the poweroff command until QEMU must have exited; default 90 s */
   poweroffTimeoutMs?: number;
   memoryMiB?: number;
@@ -205,7 +210,12 @@ export async function testImage(image: Image, ctx: BootTestContext): Promise<Boo
   const fail = (check: string, detail: string, withConsole = true) => {
     checks.push({ name: check, ok: false, detail });
     const tail = withConsole ? serialTail(serial.all) : '';
-    rec.error = `check ${check} failed: ${detail}${tail ? `\n--- serial console, last lines ---\n${tail}` : ''}`;
+    const console = tail
+      ? `\n--- serial console, last lines ---\n${tail}`
+      : withConsole
+        ? ' (the serial console stayed silent: no boot loader or kernel output)'
+        : '';
+    rec.error = `check ${check} failed: ${detail}${console}`;
   };
   try {
     await mkdir(runDir, { recursive: true });
@@ -219,6 +229,7 @@ export async function testImage(image: Image, ctx: BootTestContext): Promise<Boo
     rec.accelerator = accel.accelerator;
     const tcg = accel.accelerator !== 'kvm';
     const bootTimeoutMs = t.bootTimeoutMs ?? (tcg ? (c.arch === 'aarch64' ? 480_000 : 300_000) : 90_000);
+    const sshGraceMs = t.sshGraceMs ?? (tcg ? 45_000 : 15_000);
 
     // instance data, served the way the image's cloud serves it
     const id = randomBytes(4).toString('hex');
@@ -296,6 +307,15 @@ export async function testImage(image: Image, ctx: BootTestContext): Promise<Boo
       const fatal = fatalConsoleLine(text);
       if (fatal) {
         fail('boot', `the boot failed after ${sec(elapsed)} s: ${fatal}`);
+        return rec;
+      }
+      const graceOver = times.login_prompt !== undefined && elapsed - times.login_prompt * 1000 > sshGraceMs;
+      if (graceOver) {
+        fail(
+          'ssh',
+          `SSH did not answer with the injected key as ${c.login}: the login prompt came after ${times.login_prompt} s, ` +
+            `and ${sec(sshGraceMs)} s later SSH still failed (${lastSshError})`,
+        );
         return rec;
       }
       if (elapsed > bootTimeoutMs) {

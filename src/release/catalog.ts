@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { stringify } from 'yaml';
 import { getCloud } from '../../clouds/index.js';
 import type { CloudPlugin } from '../../clouds/types.js';
+import type { BootTestRecord } from '../boottest/record.js';
 import { fillPlaceholders, type Image } from '../state/image.js';
 import type { StoragePool } from '../storage/types.js';
 import { errorMessage } from '../util/errors.js';
@@ -72,6 +73,10 @@ export interface CatalogEntry {
   signature_url: string | null;
   signing_key_fingerprint: string | null;
   metadata_url: string | null;
+  /** seconds from power-on until SSH answered in the image's boot test (the test step), when it passed */
+  boot_seconds: number | null;
+  /** when that boot test ran */
+  boot_tested: string | null;
   regions: CatalogRegion[];
   /** SBOMs, root filesystem manifest and provenance stored beside the image; null when it has none */
   supply: CatalogSupply | null;
@@ -294,9 +299,20 @@ function entryFor(
     signature_url: signed && hasAsc ? url(`${r.uploadFile}.asc`) : null,
     signing_key_fingerprint: signed ? fingerprint : null,
     metadata_url: url(`${r.name}.yaml`),
+    ...bootTimes(m.boot_test),
     regions,
     supply,
   };
+}
+
+function bootTimes(t: BootTestRecord | undefined): {
+  boot_seconds: number | null;
+  boot_tested: string | null;
+} {
+  const ssh = t?.status === 'passed' ? t.times?.ssh : undefined;
+  return typeof ssh === 'number'
+    ? { boot_seconds: ssh, boot_tested: t!.at }
+    : { boot_seconds: null, boot_tested: null };
 }
 
 function isPast(date: string | null, now: Date): boolean {

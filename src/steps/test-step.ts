@@ -145,15 +145,20 @@ export async function stepTest(images: readonly Image[], ctx: RunContext): Promi
                 `login prompt after ${t.login_prompt} s, powered off in ${t.poweroff} s${checks}`,
             );
           } else {
+            const bootLog = rec.boot_log ? join(image.localDir, rec.boot_log) : undefined;
+            // the whole story (each check, the serial console's last lines) in the log; one line in the table
             log.error(
-              { step: 'test', image: image.imageName, bootLog: rec.boot_log },
-              `test: ${image.imageName} failed (${done}/${images.length})${checks}`,
+              { step: 'test', image: image.imageName, bootLog },
+              `test: ${image.imageName} failed (${done}/${images.length}): ${rec.error ?? 'failed'}${checks}` +
+                (bootLog ? `\nboot log: ${bootLog}` : ''),
             );
             failures.push({
               configKey: image.config.config_key,
               imageName: image.imageName,
               step: 'test',
-              error: `${rec.error ?? 'failed'}${rec.boot_log ? `\n(boot log: ${join(image.localDir, rec.boot_log)})` : ''}`,
+              error:
+                `${(rec.error ?? 'failed').split('\n')[0]} (upload, import and publish refuse it until a test passes` +
+                `${bootLog ? `; boot log ${bootLog}` : ''})`,
             });
           }
         }),

@@ -322,7 +322,9 @@ describe('the gate of upload, import and publish', () => {
 describe('the boot_test field of the image state', () => {
   it('reads a record back from metadata and refuses a malformed one', async () => {
     const { readState } = await import('../../src/state/image-state.js');
-    const ok = readState({ boot_test: { status: 'passed', at: new Date('2026-11-29T10:00:00Z'), checks: [] } });
+    const ok = readState({
+      boot_test: { status: 'passed', at: new Date('2026-11-29T10:00:00Z'), checks: [] },
+    });
     expect('state' in ok && ok.state.boot_test?.at).toBe('2026-11-29T10:00:00.000Z');
     const bad = readState({ boot_test: { status: 'maybe', at: '2026-11-29T10:00:00Z' } });
     expect('problems' in bad && bad.problems.map((p) => p.field)).toEqual(['boot_test']);

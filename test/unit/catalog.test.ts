@@ -197,6 +197,9 @@ describe('writeCatalog', () => {
       signature_url: `${base}/${file}.asc`,
       signing_key_fingerprint: FP,
       metadata_url: `${base}/aws_alpine-3.21.2-x86_64-uefi-tiny-r1.yaml`,
+      // the release catalog carries the boot time of the image's test
+      boot_seconds: 36.8,
+      boot_tested: '2025-01-02T02:10:00.000Z',
       regions: [
         { region: 'eu-west-1', image_id: 'ami-a1euw1', ...awsLinks('eu-west-1', 'ami-a1euw1') },
         { region: 'us-east-1', image_id: 'ami-a1use1', ...awsLinks('us-east-1', 'ami-a1use1') },

@@ -151,6 +151,12 @@ export async function storeRevision(
     ...(o.signed ? { signed: o.signed } : {}),
     artifacts: o.artifacts ?? null,
     ...(o.fingerprint ? { signing_key_fingerprint: o.fingerprint } : {}),
+    boot_test: {
+      status: 'passed',
+      at: '2025-01-02T02:10:00.000Z',
+      built: '2025-01-02T02:00:00.000Z',
+      times: { ssh: 36.8 },
+    },
     metadata_updated: '2025-01-03T00:00:00.000Z',
   };
   if (o.metadata !== false) {
