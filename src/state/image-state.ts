@@ -6,8 +6,8 @@
 // cloud tag), and set it from the update function of the step result that produces it. Metadata, the state
 // reload, `--revise` and rollback all follow FIELDS.
 
-import { hasUnsafeText } from '../util/safe-name.js';
 import { type BootTestRecord, readBootTest } from '../boottest/record.js';
+import { hasUnsafeText } from '../util/safe-name.js';
 
 /** One image revision's state. Immutable: every change makes a new record (see the update functions). */
 export interface ImageState {
