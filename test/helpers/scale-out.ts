@@ -90,6 +90,9 @@ export async function scaleOutFixture(opts: {
       cdnUrl,
       '--vars',
       vars,
+      // fake-packer's images cannot boot: the boot test (the test step) is not what these tests are about
+      '--disable',
+      'test',
     ],
     cleanup: () => rm(base, { recursive: true, force: true }),
   };
