@@ -5,10 +5,12 @@
 // (it names the images), so its Context class is used directly: it keeps document order. Strict mode keeps
 // values such as 0755 as strings. After resolving, the parsed node tree is walked (read only) to learn the file,
 // line and column of every key, for error messages.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import hocon from '@pushcorn/hocon-parser';
+import { isInside } from '../util/fs.js';
+import { redactText } from '../util/redact.js';
 import { ConfigError } from './errors.js';
 import { checkConfigSize, checkConfigText, checkTreeDepth, configFiles, depthError } from './limits.js';
 import { isPlainObject } from './merge.js';
@@ -45,9 +47,12 @@ function urlPath(href: string | undefined): string | undefined {
 export async function loadHoconTree(file: string, display: (abs: string) => string): Promise<LoadedTree> {
   const abs = resolve(file);
   // the parser reads included files itself: every file it could include (the config tree) is checked first
+  const root = realpathSync(dirname(abs));
   for (const f of new Set([abs, ...configFiles(dirname(abs))])) {
     checkConfigSize(f, display(f));
-    checkConfigText(readFileSync(f, 'utf8'), display(f));
+    const text = readFileSync(f, 'utf8');
+    checkConfigText(text, display(f));
+    checkIncludes(text, f, root, display);
   }
   const ctx = new hocon.Context({ url: abs, strict: true, required: true });
   let tree: unknown;
@@ -127,4 +132,43 @@ function hoconError(err: unknown, topFile: string, display: (abs: string) => str
     message = `HOCON error: ${message}`;
   }
   return new ConfigError(message, { location });
+}
+
+// include "x", include file("x"), include required(file("x")), include url("…"), include classpath("…")
+const INCLUDE_RE = /^[ \t]*include\s+(?:required\(\s*)?(?:(file|url|classpath)\(\s*)?"([^"]*)"/gm;
+
+/**
+ * Includes must stay inside the config tree (`root`): checked in the text before the parser reads anything, since
+ * the parser reads included files itself. url() and classpath() includes are refused (not files of the tree).
+ */
+function checkIncludes(text: string, file: string, root: string, display: (abs: string) => string): void {
+  for (const m of text.matchAll(INCLUDE_RE)) {
+    const kind = m[1] ?? 'file';
+    const target = m[2] ?? '';
+    const line = text.slice(0, m.index).split('\n').length;
+    const location = { file: display(file), line };
+    let path: string | undefined;
+    if (kind === 'file') path = resolve(dirname(file), target);
+    else if (kind === 'url' && target.startsWith('file:')) path = urlPath(target);
+    if (path === undefined) {
+      throw new ConfigError(
+        `include ${kind}("${redactText(target)}"): only files of the config tree may be included`,
+        {
+          location,
+        },
+      );
+    }
+    let real = path;
+    try {
+      real = realpathSync(path);
+    } catch {
+      // a missing file is reported by the parser, naming it
+    }
+    if (!isInside(real, root)) {
+      throw new ConfigError(
+        `include "${target}": outside the config tree ${display(root)} (includes may only read files of the tree they belong to)`,
+        { location },
+      );
+    }
+  }
 }

@@ -4,6 +4,7 @@
 // match (repeatedly, so nested WHEN blocks apply too), then drop the variant when an EXCLUDE entry is one of its
 // dimension keys or its end_of_life has passed; finally merge Mandatory and normalise.
 import type { Logger } from 'pino';
+import { redactText } from '../util/redact.js';
 import { hasUnsafeText, isSafeName, SAFE_NAME_RULE } from '../util/safe-name.js';
 import { ConfigError, throwErrors } from './errors.js';
 import { deepClone, getPath, isPlainObject, mergeAdditive, type PlainObject } from './merge.js';
@@ -487,9 +488,42 @@ function fillForCheck(template: string, config: ImageConfig): string {
   });
 }
 
-/** The image name (with its placeholders filled) must be a safe name; the description must be plain text. */
+/** Every string in a resolved variant (map keys too), with its dotted path. */
+function* strings(v: unknown, path: string): Generator<[string, string]> {
+  if (typeof v === 'string') yield [path, v];
+  else if (Array.isArray(v)) for (const x of v) yield* strings(x, path);
+  else if (isPlainObject(v)) {
+    for (const k in v) {
+      const p = path ? `${path}.${k}` : k;
+      yield [p, k];
+      yield* strings(v[k], p);
+    }
+  }
+}
+
+/**
+ * The image name (with its placeholders filled) must be a safe name; the description must be plain text; no
+ * setting may embed credentials in a URL (they would reach images.yaml, metadata and logs): the value found is
+ * shown redacted.
+ */
 function nameIssues(config: ImageConfig): ConfigIssue[] {
   const out: ConfigIssue[] = [];
+  for (const [key, s] of strings(config, '')) {
+    if (!s.includes('://')) continue;
+    const shown = redactText(s);
+    if (shown !== s) {
+      out.push({
+        key,
+        expected:
+          'URLs without credentials (give them to the tool by its environment, e.g. ~/.netrc or AWS_*)',
+        found: shown,
+        isBad: (v) =>
+          typeof v === 'string'
+            ? redactText(v) !== v
+            : JSON.stringify(v ?? null) !== redactText(JSON.stringify(v ?? null)),
+      });
+    }
+  }
   const name = fillForCheck(config.name, config);
   if (!isSafeName(name)) {
     out.push({ key: 'name', expected: `an image name of ${SAFE_NAME_RULE}`, found: name });

@@ -21,10 +21,10 @@ import {
   stat,
   symlink,
 } from 'node:fs/promises';
-import { basename, join, normalize, relative, resolve } from 'node:path';
+import { basename, dirname, join, normalize, relative, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { UserError } from '../util/errors.js';
-import { lexists, syncDir } from '../util/fs.js';
+import { isInside, lexists, syncDir } from '../util/fs.js';
 import { onInterrupt } from '../util/interrupt.js';
 
 /** What the work directory is made of from the sources. */
@@ -197,6 +197,15 @@ async function copyTree(
       st = await stat(src);
     } catch {
       throw new UserError(`cannot install ${shown(src)}: it is a dangling symlink`);
+    }
+    if ((await lstat(src)).isSymbolicLink()) {
+      // a symlink is followed (its target is copied): it may only point inside its own overlay directory
+      const root = await realpath(dirname(srcDir));
+      if (!isInside(await realpath(src), root)) {
+        throw new UserError(
+          `cannot install ${shown(src)}: it is a symlink to ${shown(await realpath(src))}, outside ${shown(dirname(srcDir))} (symlinks in an overlay must point inside it)`,
+        );
+      }
     }
     if (st.isDirectory()) {
       if (!(await lexists(dst))) await mkdir(dst);

@@ -7,7 +7,7 @@
 //   so `key: null` in one document and `key: {...}` in the next resets what an include brought in.
 // - `<<: *anchor` merges the anchored mapping(s) like an include.
 // - Keys are taken as written: `3.20:` is the key "3.20", not the number 3.2.
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import {
   type Document,
@@ -21,6 +21,7 @@ import {
   type YAMLMap,
   type Node as YamlNode,
 } from 'yaml';
+import { isInside } from '../util/fs.js';
 import { ConfigError } from './errors.js';
 import { checkConfigSize, checkConfigText, checkTreeDepth, depthError, MAX_CONFIG_VALUES } from './limits.js';
 import { isPlainObject, mergeOverride, type PlainObject } from './merge.js';
@@ -47,8 +48,12 @@ interface Site {
 const INCLUDE = 'include';
 const MERGE = '<<';
 
-export function loadYamlTree(file: string, display: (abs: string) => string): LoadedTree {
-  const loader = new YamlTreeLoader(display);
+/**
+ * Load a YAML config tree from its top-level file. Includes must stay inside `root`, the config tree the file
+ * belongs to (by default the top-level file's directory): an include cannot read other files of the machine.
+ */
+export function loadYamlTree(file: string, display: (abs: string) => string, root?: string): LoadedTree {
+  const loader = new YamlTreeLoader(display, realpathSync(root ?? dirname(resolve(file))));
   const tree = loader.loadFile(resolve(file), [], undefined);
   if (!isPlainObject(tree)) {
     throw new ConfigError('the top-level config must be a mapping', { location: { file: display(file) } });
@@ -64,8 +69,11 @@ class YamlTreeLoader {
   private values = 0;
   private readonly display: (abs: string) => string;
 
-  constructor(display: (abs: string) => string) {
+  private readonly root: string;
+
+  constructor(display: (abs: string) => string, root: string) {
     this.display = display;
+    this.root = root;
   }
 
   private parse(file: string): ParsedFile {
@@ -205,6 +213,12 @@ class YamlTreeLoader {
             throw new ConfigError(`include "${inc.path}": file not found (${this.display(target)})`, {
               location: inc.loc,
             });
+          }
+          if (!isInside(realpathSync(target), this.root)) {
+            throw new ConfigError(
+              `include "${inc.path}": outside the config tree ${this.display(this.root)} (includes may only read files of the tree they belong to)`,
+              { location: inc.loc },
+            );
           }
           const included = this.loadFile(target, path, inc.loc);
           if (!isPlainObject(included)) {

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, mkdir, open, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, sep } from 'node:path';
 
 /**
  * Write a file atomically: write a temporary sibling, fsync it, rename it over the target,
@@ -75,4 +75,9 @@ export function parseChecksum(text: string): string {
     throw new Error(`not a sha256/sha512 checksum: ${JSON.stringify(text.slice(0, 80))}`);
   }
   return token.toLowerCase();
+}
+
+/** Is `path` `root` or inside it (both real paths: symlinks resolved)? */
+export function isInside(path: string, root: string): boolean {
+  return path === root || path.startsWith(root.endsWith(sep) ? root : `${root}${sep}`);
 }
