@@ -85,7 +85,9 @@ describe('includes stay inside their config tree', () => {
       'link.yaml': { symlink: join(outside, 'secret.yaml') },
       'images.yaml': { symlink: 'top.yaml' },
     });
-    expect((await resolveError(dir)).message).toMatch(/top\.yaml:1:10: include "link\.yaml": outside the config tree/);
+    expect((await resolveError(dir)).message).toMatch(
+      /top\.yaml:1:10: include "link\.yaml": outside the config tree/,
+    );
   });
 
   it('HOCON: an include that leaves the tree is refused before the parser reads it', async () => {
