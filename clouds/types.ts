@@ -56,8 +56,13 @@ export interface CloudImage {
   created?: string;
   lastLaunched?: string;
   snapshotIds: string[];
-  /** 'snapshot' for a snapshot left without an image (id is the snapshot id); 'image' when absent */
-  kind?: 'image' | 'snapshot';
+  /**
+   * 'snapshot' for a snapshot left without an image (id is the snapshot id); 'import-bucket' for a temporary
+   * import bucket (or import/ directory) of a killed run (id is the bucket, or bucket/prefix); 'image' when absent
+   */
+  kind?: 'image' | 'snapshot' | 'import-bucket';
+  /** left behind by a killed run (its process is gone or it is older than the import timeout): always removed */
+  leftover?: boolean;
 }
 
 /** What the boot test tells a guest about itself (the same data however the cloud serves it). */

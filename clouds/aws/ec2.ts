@@ -12,6 +12,7 @@ import {
 } from '@aws-sdk/client-ec2';
 import type { Logger } from 'pino';
 import type { Image } from '../../src/state/image.js';
+import { foreignResponse } from '../../src/util/http-error.js';
 import { pollUntil, sleep } from '../wait.js';
 import type { AwsTuning } from './tuning.js';
 
@@ -105,6 +106,8 @@ export function errorCode(err: unknown): string | undefined {
 }
 
 export function describeError(err: unknown): string {
+  const foreign = foreignResponse(err);
+  if (foreign) return foreign;
   const code = errorCode(err);
   const msg = err instanceof Error ? err.message : String(err);
   return code && !msg.startsWith(code) ? `${code}: ${msg}` : msg;

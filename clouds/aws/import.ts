@@ -3,13 +3,13 @@
  * Idempotent: a rerun after a crash finds the AMI (or the finished snapshot) by its tags and carries on from there.
  * Whatever this run created is removed again when a later part fails.
  */
-import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import {
   CreateTagsCommand,
   DeregisterImageCommand,
   DescribeImportSnapshotTasksCommand,
+  DescribeSnapshotsCommand,
   type EC2Client,
   ImportSnapshotCommand,
   RegisterImageCommand,
@@ -23,6 +23,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import type { Logger } from 'pino';
 import type { Image } from '../../src/state/image.js';
+import { crashPoint } from '../../src/util/crash.js';
 import { errorMessage, UserError } from '../../src/util/errors.js';
 import { isPlaceholderProject, placeholderWarning } from '../project.js';
 import type { CloudContext, ImportResult } from '../types.js';
@@ -43,11 +44,39 @@ import {
   toTags,
   waitImageAvailable,
 } from './ec2.js';
+import {
+  findImportBuckets,
+  findImportObjects,
+  importPrefix,
+  newImportName,
+  removeLeftover,
+} from './leftovers.js';
 import type { AwsSession } from './session.js';
 import { type AwsSettings, awsSettings } from './settings.js';
 
 export const ROOT_DEVICE = '/dev/xvda';
-const BUCKET_PREFIX = 'cloud-image-import';
+/** Where import failures caused by the vmimport service role are explained. */
+export const VMIMPORT_DOC = 'docs/clouds.md#the-vmimport-service-role';
+
+/**
+ * An import failure that the vmimport service role explains (missing, or not allowed to read the import bucket or
+ * use the KMS key): the message says so and points to the doc.
+ */
+export function vmimportHint(message: string): string | undefined {
+  if (
+    /vmimport|service role/i.test(message) ||
+    /(access denied|not authori[sz]ed|unable to access|forbidden).*(s3|bucket)|(s3|bucket).*(access denied|forbidden|not authori[sz]ed)/i.test(
+      message,
+    ) ||
+    /kms/i.test(message)
+  ) {
+    return (
+      "the account's vmimport service role must exist, trust vmie.amazonaws.com and be allowed to read the " +
+      `import bucket (and use the KMS key when encrypted names one); see ${VMIMPORT_DOC}`
+    );
+  }
+  return undefined;
+}
 
 type ImportPlan = AwsSettings;
 
@@ -78,12 +107,21 @@ export async function importAws(image: Image, ctx: CloudContext, session: AwsSes
     throw new UserError(`${image.imagePath}: converted image missing; run ./build local first`);
   }
 
-  // a crash between the snapshot import and RegisterImage leaves a tagged snapshot: use it
+  // a crash between the snapshot import and RegisterImage leaves a tagged snapshot: use it; a crash before the
+  // snapshot was tagged leaves it findable through its import task (tagged at ImportSnapshot)
   const leftover = (await findSnapshots(ec2, ident)).find((s) => s.State === 'completed');
-  let snapshotId: string;
+  let snapshotId: string | undefined;
   if (leftover?.SnapshotId) {
     snapshotId = leftover.SnapshotId;
     log.info({ region, snapshotId }, `reusing snapshot ${snapshotId} imported by an earlier run`);
+  } else {
+    snapshotId = await resumeImportTasks(image, ec2, region, session, log);
+  }
+  // what killed imports of this image left in S3 (their tasks are finished or adopted by now)
+  await removeImportLeftovers(image, plan, session.s3(region), region, session, log);
+  if (snapshotId) {
+    // tagged (again): an adopted task's snapshot has no tags yet
+    await ec2.send(new CreateTagsCommand({ Resources: [snapshotId], Tags: toTags(imageTagMap(image)) }));
   } else {
     snapshotId = await importSnapshot(image, plan, size, session.s3(region), ec2, region, session, log);
     try {
@@ -95,6 +133,89 @@ export async function importAws(image: Image, ctx: CloudContext, session: AwsSes
     }
   }
   return registerImage(image, plan, ec2, region, snapshotId, session, log);
+}
+
+function sameTags(
+  tags: { Key?: string; Value?: string }[] | undefined,
+  ident: Record<string, string>,
+): boolean {
+  return sameIdentity(fromTags(tags), ident);
+}
+
+/**
+ * Import tasks of this image started by runs that were killed: a completed one gives its snapshot (reused), one
+ * still running is waited for; the snapshots of any further completed tasks are duplicates and are deleted.
+ */
+async function resumeImportTasks(
+  image: Image,
+  ec2: EC2Client,
+  region: string,
+  session: AwsSession,
+  log: Logger,
+): Promise<string | undefined> {
+  const ident = identityTags(image);
+  const res = await ec2.send(new DescribeImportSnapshotTasksCommand({}));
+  const tasks = (res.ImportSnapshotTasks ?? []).filter((t) => sameTags(t.Tags, ident));
+  let chosen: string | undefined;
+  for (const t of tasks) {
+    const d = t.SnapshotTaskDetail;
+    const status = d?.Status ?? '';
+    let snap: string | undefined;
+    if (status === 'completed' && d?.SnapshotId) snap = d.SnapshotId;
+    else if ((status === 'active' || status === 'pending') && t.ImportTaskId && !chosen) {
+      log.info(
+        { region, taskId: t.ImportTaskId },
+        `waiting for import ${t.ImportTaskId} of an interrupted run`,
+      );
+      snap = await waitImportTask(t.ImportTaskId, ec2, region, session, log).catch((err: unknown) => {
+        log.warn({ region }, `import ${t.ImportTaskId} of an interrupted run failed: ${errorMessage(err)}`);
+        return undefined;
+      });
+    }
+    if (!snap) continue;
+    const exists = (await findSnapshotById(ec2, snap)) !== undefined;
+    if (!exists) continue;
+    if (!chosen) {
+      chosen = snap;
+      log.info({ region, snapshotId: snap }, `reusing snapshot ${snap} of an interrupted import`);
+    } else if (snap !== chosen) {
+      log.info({ region, snapshotId: snap }, `removing duplicate snapshot ${snap} of an interrupted import`);
+      await deleteSnapshot(ec2, snap, log, { region }).catch(() => {});
+    }
+  }
+  return chosen;
+}
+
+async function findSnapshotById(ec2: EC2Client, id: string): Promise<string | undefined> {
+  try {
+    const r = await ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [id] }));
+    return r.Snapshots?.[0]?.SnapshotId;
+  } catch (err) {
+    if (errorCode(err)?.startsWith('InvalidSnapshot')) return undefined;
+    throw err;
+  }
+}
+
+/** Remove the temporary buckets (or import/ objects) of this image whose runs are gone; never fails the import. */
+async function removeImportLeftovers(
+  image: Image,
+  plan: ImportPlan,
+  s3: S3Client,
+  region: string,
+  session: AwsSession,
+  log: Logger,
+): Promise<void> {
+  const ident = identityTags(image);
+  const prefix = importPrefix(ident.project, ident);
+  const now = Date.now();
+  try {
+    const found = plan.bucket
+      ? await findImportObjects(s3, plan.bucket, prefix, now, session.tuning.importTimeoutMs)
+      : await findImportBuckets(s3, prefix, now, session.tuning.importTimeoutMs);
+    for (const l of found) await removeLeftover(s3, l, log, { region });
+  } catch (err) {
+    log.warn({ region }, `cannot remove what interrupted imports left in S3: ${describeError(err)}`);
+  }
 }
 
 /** An AMI of this revision already there (crash after RegisterImage, or a rerun): finish it and use it. */
@@ -165,8 +286,10 @@ async function importSnapshot(
   log: Logger,
 ): Promise<string> {
   const tmp = !plan.bucket;
-  const bucket = plan.bucket ?? `${BUCKET_PREFIX}-${randomBytes(12).toString('hex')}`;
-  const key = tmp ? image.imageFile : `import/${randomBytes(8).toString('hex')}/${image.imageFile}`;
+  // named after the image and this run, so that a later run finds it if this one is killed
+  const name = newImportName(identityTags(image));
+  const bucket = plan.bucket ?? name;
+  const key = tmp ? image.imageFile : `import/${name}/${image.imageFile}`;
   const s3url = `s3://${bucket}/${key}`;
   let bucketCreated = false;
   let uploaded = false;
@@ -182,6 +305,7 @@ async function importSnapshot(
         }),
       );
       bucketCreated = true;
+      crashPoint('aws-import:after-bucket');
     }
     log.info(
       { region, size },
@@ -204,55 +328,36 @@ async function importSnapshot(
     });
     await upload.done();
     uploaded = true;
+    crashPoint('aws-import:after-upload');
     log.info({ region, seconds: (Date.now() - started) / 1000 }, `uploaded ${s3url}`);
 
     log.info({ region }, `importing snapshot from ${s3url}`);
-    const res = await ec2.send(
-      new ImportSnapshotCommand({
-        Description: image.imageDescription,
-        DiskContainer: {
+    const res = await importCall(() =>
+      ec2.send(
+        new ImportSnapshotCommand({
           Description: image.imageDescription,
-          Format: 'VHD',
-          UserBucket: { S3Bucket: bucket, S3Key: key },
-        },
-        Encrypted: plan.encrypted,
-        ...(plan.kmsKeyId ? { KmsKeyId: plan.kmsKeyId } : {}),
-        TagSpecifications: [
-          {
-            ResourceType: 'import-snapshot-task',
-            Tags: toTags({ ...identityTags(image), Name: image.imageName }),
+          DiskContainer: {
+            Description: image.imageDescription,
+            Format: 'VHD',
+            UserBucket: { S3Bucket: bucket, S3Key: key },
           },
-        ],
-      }),
+          Encrypted: plan.encrypted,
+          ...(plan.kmsKeyId ? { KmsKeyId: plan.kmsKeyId } : {}),
+          TagSpecifications: [
+            {
+              ResourceType: 'import-snapshot-task',
+              Tags: toTags({ ...identityTags(image), Name: image.imageName }),
+            },
+          ],
+        }),
+      ),
     );
     const taskId = res.ImportTaskId;
     if (!taskId) throw new Error('ImportSnapshot returned no task id');
-    return await pollUntil<string>(
-      `${region}: snapshot import ${taskId}`,
-      async () => {
-        const d = await ec2.send(new DescribeImportSnapshotTasksCommand({ ImportTaskIds: [taskId] }));
-        const detail = d.ImportSnapshotTasks?.[0]?.SnapshotTaskDetail;
-        const status = detail?.Status ?? 'unknown';
-        if (status === 'completed' && detail?.SnapshotId) return { done: true, value: detail.SnapshotId };
-        if (status === 'deleted' || status === 'deleting' || status === 'unknown') {
-          throw new Error(
-            `snapshot import ${taskId} failed: ${status}${detail?.StatusMessage ? ` - ${detail.StatusMessage}` : ''}`,
-          );
-        }
-        const pct = detail?.Progress ? ` ${detail.Progress}%` : '';
-        return {
-          done: false,
-          progress: `${status}${detail?.StatusMessage ? ` (${detail.StatusMessage})` : ''}${pct}`,
-        };
-      },
-      {
-        initialMs: session.tuning.pollInitialMs,
-        maxMs: session.tuning.pollMaxMs,
-        timeoutMs: session.tuning.importTimeoutMs,
-      },
-      log,
-      { region, taskId },
-    );
+    crashPoint('aws-import:after-task');
+    const snapshotId = await waitImportTask(taskId, ec2, region, session, log);
+    crashPoint('aws-import:after-snapshot');
+    return snapshotId;
   } finally {
     // the object and the temporary bucket go in all cases
     if (uploaded || bucketCreated) {
@@ -273,6 +378,17 @@ async function importSnapshot(
         );
       }
     }
+  }
+}
+
+/** ImportSnapshot itself can be refused for the vmimport role: say so. */
+async function importCall<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    const hint = vmimportHint(describeError(err));
+    if (hint) throw new UserError(`ImportSnapshot refused: ${describeError(err)}; ${hint}`);
+    throw err;
   }
 }
 
@@ -333,6 +449,35 @@ async function registerImage(
         await deleteAmi(ec2, existing, log, { region }).catch(() => {});
         throw err;
       }
+    } else if (
+      errorCode(err) === 'InvalidAMIName.Duplicate' &&
+      existing?.ImageId &&
+      sameIdentity(fromTags(existing.Tags), identityTags(image))
+    ) {
+      // another import of this image registered it at the same time: adopt the winner's AMI, drop our snapshot
+      log.warn(
+        { region, imageId: existing.ImageId },
+        `another import of this image registered ${existing.ImageId} at the same time; using it`,
+      );
+      await deleteSnapshot(ec2, snapshotId, log, { region }).catch((e: unknown) =>
+        log.warn({ region }, `cannot delete snapshot ${snapshotId}: ${errorMessage(e)}`),
+      );
+      const done = await waitImageAvailable(
+        ec2,
+        existing.ImageId,
+        `${region}: ${existing.ImageId}`,
+        session.tuning,
+        log,
+        {
+          region,
+        },
+      );
+      const tags = fromTags(done.Tags);
+      return {
+        import_id: existing.ImageId,
+        import_region: region,
+        imported: tags.imported || done.CreationDate || imported,
+      };
     } else {
       log.error({ region }, `cannot register AMI: ${describeError(err)}; removing snapshot ${snapshotId}`);
       await deleteSnapshot(ec2, snapshotId, log, { region }).catch((e: unknown) =>
@@ -357,4 +502,42 @@ async function registerImage(
   }
   log.info({ region, imageId }, `imported as ${imageId}`);
   return { import_id: imageId, import_region: region, imported };
+}
+
+/** Wait for an import task; its snapshot id, or an error that says what failed (and why, for the vmimport role). */
+async function waitImportTask(
+  taskId: string,
+  ec2: EC2Client,
+  region: string,
+  session: AwsSession,
+  log: Logger,
+): Promise<string> {
+  return pollUntil<string>(
+    `${region}: snapshot import ${taskId}`,
+    async () => {
+      const d = await ec2.send(new DescribeImportSnapshotTasksCommand({ ImportTaskIds: [taskId] }));
+      const detail = d.ImportSnapshotTasks?.[0]?.SnapshotTaskDetail;
+      const status = detail?.Status ?? 'unknown';
+      if (status === 'completed' && detail?.SnapshotId) return { done: true, value: detail.SnapshotId };
+      if (status === 'deleted' || status === 'deleting' || status === 'unknown') {
+        const why = detail?.StatusMessage ?? '';
+        const hint = vmimportHint(why);
+        throw new Error(
+          `snapshot import ${taskId} failed: ${status}${why ? ` - ${why}` : ''}${hint ? `; ${hint}` : ''}`,
+        );
+      }
+      const pct = detail?.Progress ? ` ${detail.Progress}%` : '';
+      return {
+        done: false,
+        progress: `${status}${detail?.StatusMessage ? ` (${detail.StatusMessage})` : ''}${pct}`,
+      };
+    },
+    {
+      initialMs: session.tuning.pollInitialMs,
+      maxMs: session.tuning.pollMaxMs,
+      timeoutMs: session.tuning.importTimeoutMs,
+    },
+    log,
+    { region, taskId },
+  );
 }

@@ -1,4 +1,10 @@
 /** AWS rollback (delete), finding the latest import, and listing/removing images for prune. */
+import {
+  DescribeImportSnapshotTasksCommand,
+  DescribeSnapshotsCommand,
+  type EC2Client,
+  type Snapshot,
+} from '@aws-sdk/client-ec2';
 import pLimit from 'p-limit';
 import type { Image, ImageTags } from '../../src/state/image.js';
 import { errorMessage, UserError } from '../../src/util/errors.js';
@@ -14,6 +20,7 @@ import {
   identityTags,
   snapshotIds,
 } from './ec2.js';
+import { findImportBuckets, importPrefix, removeLeftover } from './leftovers.js';
 import type { AwsSession } from './session.js';
 
 /**
@@ -118,6 +125,7 @@ export async function listAws(
             snapshotIds: snapshotIds(a),
             kind: 'image' as const,
           }));
+          out.push(...(await importLeftovers(ec2, session, region, filter.project, used)));
           for (const s of await findSnapshots(ec2, { project: filter.project })) {
             if (!s.SnapshotId || used.has(s.SnapshotId)) continue;
             const tags = fromTags(s.Tags);
@@ -145,11 +153,74 @@ export async function listAws(
   return perRegion.flat();
 }
 
+/**
+ * What killed imports of the project left in a region: temporary import buckets (and import/ directories of a
+ * configured bucket are found by the next import of the image), and snapshots of this project's import tasks that
+ * never got tagged and that no AMI uses, once older than the import timeout.
+ */
+async function importLeftovers(
+  ec2: EC2Client,
+  session: AwsSession,
+  region: string,
+  project: string,
+  used: ReadonlySet<string>,
+): Promise<CloudImage[]> {
+  const out: CloudImage[] = [];
+  const now = Date.now();
+  const timeout = session.tuning.importTimeoutMs;
+  // buckets are global: list them from the default region only
+  if (region === (await session.defaultRegion())) {
+    for (const b of await findImportBuckets(session.s3(region), importPrefix(project), now, timeout)) {
+      out.push({
+        region,
+        id: b.bucket,
+        name: b.bucket,
+        tags: { project },
+        public: false,
+        ...(b.created ? { created: b.created } : {}),
+        snapshotIds: [],
+        kind: 'import-bucket',
+        leftover: true,
+      });
+    }
+  }
+  const tasks = (await ec2.send(new DescribeImportSnapshotTasksCommand({}))).ImportSnapshotTasks ?? [];
+  for (const t of tasks) {
+    const tags = fromTags(t.Tags);
+    const snap = t.SnapshotTaskDetail?.SnapshotId;
+    if (tags.project !== project || !snap || used.has(snap)) continue;
+    let s: Snapshot | undefined;
+    try {
+      s = (await ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [snap] }))).Snapshots?.[0];
+    } catch {
+      continue; // gone
+    }
+    const started = s?.StartTime ? new Date(s.StartTime).getTime() : now;
+    if (!s || (s.Tags ?? []).length > 0 || now - started < timeout) continue;
+    out.push({
+      region,
+      id: snap,
+      name: tags.Name ?? '',
+      tags,
+      public: false,
+      created: new Date(started).toISOString(),
+      snapshotIds: [snap],
+      kind: 'snapshot',
+      leftover: true,
+    });
+  }
+  return out;
+}
+
 export async function deleteCloudImageAws(
   img: CloudImage,
   ctx: CloudContext,
   session: AwsSession,
 ): Promise<void> {
+  if (img.kind === 'import-bucket') {
+    await removeLeftover(session.s3(img.region), { bucket: img.id }, ctx.log, { region: img.region });
+    return;
+  }
   const ec2 = session.ec2(img.region);
   if (img.kind === 'snapshot' || img.id.startsWith('snap-')) {
     await deleteSnapshot(ec2, img.id, ctx.log, { region: img.region });

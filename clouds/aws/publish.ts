@@ -22,6 +22,7 @@ import {
   describeError,
   describeImage,
   errorCode,
+  findImageByName,
   findImages,
   fromTags,
   ImageFailedError,
@@ -91,13 +92,15 @@ export function targetRegions(
 }
 
 /**
- * When to deprecate: end_of_life at 23:59 UTC, capped to what AWS accepts (2 years ahead for public AMIs).
- * A warning says why the date is not end_of_life.
+ * When to deprecate: end_of_life at 23:59 UTC, capped to what AWS accepts: at most 2 years (public AMIs; 10 for
+ * others) after the image's creation date in that region (`created`; now when unknown). A warning says why the
+ * date is not end_of_life.
  */
 export function deprecationTime(
   endOfLife: string | undefined,
   isPublic: boolean,
   now: Date,
+  created: Date = now,
 ): { at?: Date; warning?: string } {
   if (!endOfLife) return { warning: 'no end_of_life: deprecation time not set' };
   const at = Date.parse(/^\d{4}-\d{2}-\d{2}$/.test(endOfLife) ? `${endOfLife}T23:59:00Z` : endOfLife);
@@ -110,14 +113,22 @@ export function deprecationTime(
       warning: `end_of_life ${endOfLife} has passed: deprecating in an hour`,
     };
   }
-  const limit = now.getTime() + (isPublic ? PUBLIC_DEPRECATION_LIMIT_MS : PRIVATE_DEPRECATION_LIMIT_MS);
+  // AWS: public AMIs at most 2 years after their creation date, others 10 years from now
+  const base = isPublic ? Math.min(created.getTime(), now.getTime()) : now.getTime();
+  const limit = base + (isPublic ? PUBLIC_DEPRECATION_LIMIT_MS : PRIVATE_DEPRECATION_LIMIT_MS);
   if (at > limit) {
     const capped = floorMinute(limit);
+    if (capped.getTime() <= now.getTime() + 60_000) {
+      return {
+        at: floorMinute(now.getTime() + 3600_000),
+        warning: `the image was created ${created.toISOString()}: AWS allows no later deprecation; deprecating in an hour`,
+      };
+    }
     return {
       at: capped,
       warning:
-        `end_of_life ${endOfLife} is beyond AWS's ${isPublic ? '2-year limit for public' : '10-year limit for'} AMIs: ` +
-        `deprecation set to ${capped.toISOString()} instead (publish again later to move it)`,
+        `end_of_life ${endOfLife} is beyond AWS's ${isPublic ? '2-year limit for public' : '10-year limit for'} AMIs ` +
+        `(counted from the image's creation date): deprecation set to ${capped.toISOString()} instead`,
     };
   }
   return { at: new Date(at) };
@@ -254,24 +265,34 @@ export async function publishAws(
         ami = existing;
       } else {
         const idTags = toTags({ ...ident, Name: image.imageName });
-        const res = await ec2.send(
-          new CopyImageCommand({
-            Name: src.Name,
-            Description: src.Description,
-            SourceImageId: sourceId,
-            SourceRegion: sourceRegion,
-            Encrypted: plan.encrypted,
-            ...(plan.kmsKeyId ? { KmsKeyId: plan.kmsKeyId } : {}),
-            // identity tags at once: a rerun after a crash finds the copy in progress instead of copying again
-            TagSpecifications: [
-              { ResourceType: 'image', Tags: idTags },
-              { ResourceType: 'snapshot', Tags: idTags },
-            ],
-          }),
+        const res = await adoptOnDuplicate(ec2, region, () =>
+          ec2.send(
+            new CopyImageCommand({
+              Name: src.Name,
+              Description: src.Description,
+              SourceImageId: sourceId,
+              SourceRegion: sourceRegion,
+              Encrypted: plan.encrypted,
+              ...(plan.kmsKeyId ? { KmsKeyId: plan.kmsKeyId } : {}),
+              // identity tags at once: a rerun after a crash finds the copy in progress instead of copying again
+              TagSpecifications: [
+                { ResourceType: 'image', Tags: idTags },
+                { ResourceType: 'snapshot', Tags: idTags },
+              ],
+            }),
+          ),
         );
-        if (!res.ImageId) throw new Error('CopyImage returned no image id');
-        log.info({ ...fields, imageId: res.ImageId }, `${region}: copying as ${res.ImageId}`);
-        ami = { ImageId: res.ImageId, State: 'pending', Name: src.Name };
+        if ('adopted' in res) {
+          log.warn(
+            { ...fields, imageId: res.adopted.ImageId },
+            `${region}: another publish of this image copied it at the same time (${res.adopted.ImageId}); using its copy`,
+          );
+          ami = res.adopted;
+        } else {
+          if (!res.ImageId) throw new Error('CopyImage returned no image id');
+          log.info({ ...fields, imageId: res.ImageId }, `${region}: copying as ${res.ImageId}`);
+          ami = { ImageId: res.ImageId, State: 'pending', Name: src.Name };
+        }
       }
       if (ami.State !== 'available') {
         try {
@@ -294,6 +315,38 @@ export async function publishAws(
       }
     }
     return finish(ec2, region, ami);
+  }
+
+  /**
+   * Two publishes of one image at once: the loser's CopyImage fails with InvalidAMIName.Duplicate. The winner's
+   * copy carries this image's identity tags from the start (TagSpecifications): found by name and tags, it is
+   * adopted. An AMI of that name with other tags is a real conflict.
+   */
+  async function adoptOnDuplicate<T>(
+    ec2: EC2Client,
+    region: string,
+    call: () => Promise<T>,
+  ): Promise<T | { adopted: Ami }> {
+    try {
+      return await call();
+    } catch (err) {
+      if (errorCode(err) !== 'InvalidAMIName.Duplicate') throw err;
+      const winner = await findImageByName(ec2, image.imageName);
+      const t = fromTags(winner?.Tags);
+      if (
+        !winner?.ImageId ||
+        t.project !== ident.project ||
+        t.image_key !== ident.image_key ||
+        t.revision !== ident.revision
+      ) {
+        throw new UserError(
+          `${region}: an AMI named ${image.imageName} already exists${winner?.ImageId ? ` (${winner.ImageId})` : ''} ` +
+            `with the tags of another image (project ${t.project ?? '-'}, image_key ${t.image_key ?? '-'}, revision ` +
+            `${t.revision ?? '-'}); deregister it or use --revise`,
+        );
+      }
+      return { adopted: winner };
+    }
   }
 
   async function finish(ec2: EC2Client, region: string, ami: Ami): Promise<RegionOutcome> {
@@ -334,7 +387,15 @@ export async function publishAws(
     }
     if (deprecation.at) {
       const isPublic = perms.public && !failure;
-      const at = isPublic ? deprecation.at : deprecationTime(image.config.end_of_life, false, new Date()).at;
+      // AWS counts the limit from the image's creation date in this region, not from now
+      const created = ami.CreationDate ? new Date(ami.CreationDate) : new Date();
+      const d = deprecationTime(image.config.end_of_life, isPublic, new Date(), created);
+      const at = d.at ?? deprecation.at;
+      if (d.warning && d.warning !== deprecation.warning) {
+        const w = `${region}: ${d.warning}`;
+        log.warn(fields, w);
+        warns.push(w);
+      }
       try {
         await ec2.send(new EnableImageDeprecationCommand({ ImageId: imageId, DeprecateAt: at }));
       } catch (err) {

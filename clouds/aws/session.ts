@@ -8,6 +8,7 @@ import { DescribeRegionsCommand, EC2Client, type EC2ClientConfig } from '@aws-sd
 import { S3Client } from '@aws-sdk/client-s3';
 import { ConfiguredRetryStrategy } from '@smithy/util-retry';
 import { UserError } from '../../src/util/errors.js';
+import { annotateEndpoint } from '../../src/util/http-error.js';
 import { brokerFromEnv, type IdentityBrokerClient } from '../broker/client.js';
 import type { CloudContext } from '../types.js';
 import { type AwsTuning, tuningFromEnv } from './tuning.js';
@@ -87,12 +88,14 @@ class Session implements AwsSession {
   ec2(region: string): EC2Client {
     let c = this.ec2Clients.get(region);
     if (!c) {
-      c = new EC2Client({
-        region,
-        ...(this.ec2Endpoint ? { endpoint: this.ec2Endpoint } : {}),
-        credentials: this.credentials(region),
-        retryStrategy: retryStrategy(this.tuning),
-      });
+      c = annotateEndpoint(
+        new EC2Client({
+          region,
+          ...(this.ec2Endpoint ? { endpoint: this.ec2Endpoint } : {}),
+          credentials: this.credentials(region),
+          retryStrategy: retryStrategy(this.tuning),
+        }),
+      );
       this.ec2Clients.set(region, c);
     }
     return c;
@@ -102,20 +105,22 @@ class Session implements AwsSession {
     let c = this.s3Clients.get(region);
     if (!c) {
       const custom = Boolean(this.s3Endpoint);
-      c = new S3Client({
-        region,
-        ...(this.s3Endpoint ? { endpoint: this.s3Endpoint } : {}),
-        credentials: this.credentials(region),
-        retryStrategy: retryStrategy(this.tuning),
-        // custom endpoints (s3rver, MinIO, LocalStack) want path-style URLs and often lack flexible checksums
-        forcePathStyle: custom || this.env.AWS_S3_FORCE_PATH_STYLE === 'true',
-        ...(custom
-          ? {
-              requestChecksumCalculation: 'WHEN_REQUIRED' as const,
-              responseChecksumValidation: 'WHEN_REQUIRED' as const,
-            }
-          : {}),
-      });
+      c = annotateEndpoint(
+        new S3Client({
+          region,
+          ...(this.s3Endpoint ? { endpoint: this.s3Endpoint } : {}),
+          credentials: this.credentials(region),
+          retryStrategy: retryStrategy(this.tuning),
+          // custom endpoints (s3rver, MinIO, LocalStack) want path-style URLs and often lack flexible checksums
+          forcePathStyle: custom || this.env.AWS_S3_FORCE_PATH_STYLE === 'true',
+          ...(custom
+            ? {
+                requestChecksumCalculation: 'WHEN_REQUIRED' as const,
+                responseChecksumValidation: 'WHEN_REQUIRED' as const,
+              }
+            : {}),
+        }),
+      );
       this.s3Clients.set(region, c);
     }
     return c;

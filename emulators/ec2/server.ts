@@ -66,6 +66,10 @@ export interface Ec2Faults {
   errors?: InjectedError[];
   /** after performing `action`, never answer (`hold`) or drop the connection (`reset`) */
   after?: { action: string; mode: 'hold' | 'reset'; times?: number };
+  /** hold these actions this long before performing them (to make two clients race) */
+  delay?: { action: string; ms: number }[];
+  /** answer like a proxy in the way: an HTML error page with this status instead of the API's answer */
+  html?: { status: number; action?: string; times?: number };
 }
 
 export interface Ec2EmulatorOptions {
@@ -92,6 +96,64 @@ export interface Ec2Call {
   status: number;
   code?: string;
   at: number;
+}
+
+/** EBS volume types EC2 knows */
+const VOLUME_TYPES = ['standard', 'io1', 'io2', 'gp2', 'gp3', 'sc1', 'st1'];
+/** filter names each Describe call accepts (tag:KEY, tag-key and tag-value apart) */
+const IMAGE_FILTERS = [
+  'name',
+  'state',
+  'image-id',
+  'is-public',
+  'architecture',
+  'owner-id',
+  'owner-alias',
+  'block-device-mapping.snapshot-id',
+  'root-device-name',
+  'description',
+];
+const SNAPSHOT_FILTERS = ['status', 'snapshot-id', 'owner-id', 'description', 'encrypted'];
+
+function checkFilterNames(fs: { name: string }[], known: readonly string[]): void {
+  for (const f of fs) {
+    if (f.name.startsWith('tag:') || f.name === 'tag-key' || f.name === 'tag-value') continue;
+    if (!known.includes(f.name))
+      throw new Ec2Error('InvalidParameterValue', `The filter '${f.name}' is invalid`);
+  }
+}
+
+const ID_CODES: Record<string, string> = {
+  ami: 'InvalidAMIID.Malformed',
+  snap: 'InvalidSnapshotID.Malformed',
+};
+
+/** `ami-` / `snap-` followed by 8 or 17 hex digits, as EC2 ids are; `…Malformed` otherwise. */
+function checkId(id: string, kind: 'ami' | 'snap'): void {
+  if (!new RegExp(`^${kind}-([0-9a-f]{8}|[0-9a-f]{17})$`).test(id)) {
+    throw new Ec2Error(ID_CODES[kind]!, `Invalid id: "${id}"`);
+  }
+}
+
+function checkTags(tags: { key: string; value: string }[]): void {
+  for (const t of tags) {
+    if (!t.key || t.key.length > 128)
+      throw new Ec2Error('InvalidParameterValue', `Tag key "${t.key}" is invalid`);
+    if (t.key.toLowerCase().startsWith('aws:')) {
+      throw new Ec2Error(
+        'InvalidParameterValue',
+        `Tag keys starting with 'aws:' are reserved for internal use`,
+      );
+    }
+    if (t.value.length > 256)
+      throw new Ec2Error('InvalidParameterValue', `Tag value for "${t.key}" is too long`);
+  }
+}
+
+/** A request's parameters without its ClientToken and signature noise, for idempotency checks. */
+function requestFingerprint(p: QueryObject): string {
+  const { ClientToken: _t, ...rest } = p as Record<string, unknown>;
+  return JSON.stringify(rest);
 }
 
 export class Ec2Error extends Error {
@@ -314,6 +376,16 @@ export class Ec2Emulator extends EventEmitter {
     const n = ++this.requestCount;
 
     await this.delay(this.apiDelay());
+    for (const d of this.faults.delay ?? []) if (d.action === action) await this.delay(d.ms);
+    const html = this.faults.html;
+    if (html && (!html.action || html.action === action)) {
+      if (html.times !== undefined && --html.times <= 0) this.faults.html = undefined;
+      res.writeHead(html.status, { 'content-type': 'text/html' });
+      res.end(
+        `<html>\r\n<head><title>${html.status} Bad Gateway</title></head>\r\n<body>\r\n<center><h1>${html.status} Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n`,
+      );
+      return;
+    }
 
     let status = 200;
     let xml: string;
@@ -538,6 +610,7 @@ export class Ec2Emulator extends EventEmitter {
           'ImportSnapshot tags only import-snapshot-task resources',
         );
       }
+      checkTags(tagList(spec, 'Tag'));
       for (const t of tagList(spec, 'Tag')) task.tags.set(t.key, t.value);
     }
     this.region(region).importTasks.set(task.id, task);
@@ -647,10 +720,12 @@ export class Ec2Emulator extends EventEmitter {
     const now = this.now();
     const ids = strings(p, 'SnapshotId');
     for (const id of ids) {
+      checkId(id, 'snap');
       if (!s.snapshots.has(id))
         throw new Ec2Error('InvalidSnapshot.NotFound', `The snapshot '${id}' does not exist.`);
     }
     const fs = filters(p);
+    checkFilterNames(fs, SNAPSHOT_FILTERS);
     const snaps = [...s.snapshots.values()].filter((snap) => {
       if (!this.checkOwners(p)) return false;
       if (ids.length && !ids.includes(snap.id)) return false;
@@ -659,7 +734,10 @@ export class Ec2Emulator extends EventEmitter {
         if (t !== undefined) return t;
         if (f.name === 'status') return f.values.includes(snapshotState(snap, now));
         if (f.name === 'snapshot-id') return f.values.includes(snap.id);
-        throw new Ec2Error('InvalidParameterValue', `The filter '${f.name}' is invalid`);
+        if (f.name === 'owner-id') return f.values.includes(snap.ownerId);
+        if (f.name === 'description') return f.values.some((v) => wildcard(v, snap.description ?? ''));
+        if (f.name === 'encrypted') return f.values.includes(String(snap.encrypted));
+        return false;
       });
     });
     return {
@@ -680,6 +758,7 @@ export class Ec2Emulator extends EventEmitter {
   }
 
   private findResourceTags(s: RegionState, id: string): Tags {
+    if (id.startsWith('ami-') || id.startsWith('snap-')) checkId(id, id.startsWith('ami-') ? 'ami' : 'snap');
     if (id.startsWith('ami-')) {
       const i = s.images.get(id);
       if (!i) throw new Ec2Error('InvalidAMIID.NotFound', `The image id '[${id}]' does not exist`);
@@ -704,12 +783,7 @@ export class Ec2Emulator extends EventEmitter {
     const tags = tagList(p, 'Tag');
     if (ids.length === 0)
       throw new Ec2Error('MissingParameter', 'The request must contain the parameter resourceIdSet');
-    for (const t of tags) {
-      if (!t.key || t.key.length > 128)
-        throw new Ec2Error('InvalidParameterValue', `Tag key "${t.key}" is invalid`);
-      if (t.value.length > 256)
-        throw new Ec2Error('InvalidParameterValue', `Tag value for "${t.key}" is too long`);
-    }
+    checkTags(tags);
     const targets = ids.map((id) => this.findResourceTags(s, id));
     for (const target of targets) {
       const keys = new Set([...target.keys(), ...tags.map((t) => t.key)]);
@@ -723,6 +797,8 @@ export class Ec2Emulator extends EventEmitter {
   private deleteSnapshot(region: string, p: QueryObject): Record<string, XmlValue> {
     const s = this.region(region);
     const id = str(p, 'SnapshotId') ?? '';
+    if (!id) throw new Ec2Error('MissingParameter', 'The request must contain the parameter SnapshotId');
+    checkId(id, 'snap');
     if (!s.snapshots.has(id))
       throw new Ec2Error('InvalidSnapshot.NotFound', `The snapshot '${id}' does not exist.`);
     for (const img of s.images.values()) {
@@ -740,6 +816,7 @@ export class Ec2Emulator extends EventEmitter {
       const targets = allowed[type];
       if (!targets)
         throw new Ec2Error('InvalidParameterValue', `'${type}' is not a valid taggable resource type here`);
+      checkTags(tagList(spec, 'Tag'));
       for (const t of tagList(spec, 'Tag')) for (const target of targets) target.set(t.key, t.value);
     }
   }
@@ -768,9 +845,24 @@ export class Ec2Emulator extends EventEmitter {
     const imds = str(p, 'ImdsSupport');
     if (imds && imds !== 'v2.0')
       throw new Ec2Error('InvalidParameterValue', `ImdsSupport ${imds} is invalid`);
+    const sriov = str(p, 'SriovNetSupport');
+    if (sriov !== undefined && sriov !== 'simple') {
+      throw new Ec2Error(
+        'InvalidParameterValue',
+        `Value (${sriov}) for parameter sriovNetSupport is invalid. Allowed: simple`,
+      );
+    }
     const devices: EmuBlockDevice[] = list(p, 'BlockDeviceMapping').map((b) => {
       const ebs = obj(b, 'Ebs');
       const snapshotId = str(ebs, 'SnapshotId');
+      const volumeType = str(ebs, 'VolumeType');
+      if (volumeType !== undefined && !VOLUME_TYPES.includes(volumeType)) {
+        throw new Ec2Error(
+          'InvalidParameterValue',
+          `Value (${volumeType}) for parameter volumeType is invalid. Allowed: ${VOLUME_TYPES.join(', ')}`,
+        );
+      }
+      if (snapshotId) checkId(snapshotId, 'snap');
       let volumeSize = str(ebs, 'VolumeSize') ? Number(str(ebs, 'VolumeSize')) : undefined;
       if (snapshotId) {
         const snap = s.snapshots.get(snapshotId);
@@ -866,12 +958,12 @@ export class Ec2Emulator extends EventEmitter {
     const now = this.now();
     const ids = strings(p, 'ImageId');
     for (const id of ids) {
-      if (!/^ami-[0-9a-f]{8,17}$/.test(id))
-        throw new Ec2Error('InvalidAMIID.Malformed', `Invalid id: "${id}"`);
+      checkId(id, 'ami');
       if (!s.images.has(id))
         throw new Ec2Error('InvalidAMIID.NotFound', `The image id '[${id}]' does not exist`);
     }
     const fs = filters(p);
+    checkFilterNames(fs, IMAGE_FILTERS);
     const owners = this.checkOwners(p);
     const images = [...s.images.values()].filter((i) => {
       if (!owners) return false;
@@ -890,8 +982,19 @@ export class Ec2Emulator extends EventEmitter {
             return f.values.includes(String(i.launchGroups.has('all')));
           case 'architecture':
             return f.values.includes(i.architecture);
+          case 'owner-id':
+            return f.values.includes(i.ownerId);
+          case 'owner-alias':
+            // images of this account have no owner alias (amazon, aws-marketplace are other owners')
+            return false;
+          case 'block-device-mapping.snapshot-id':
+            return i.blockDevices.some((b) => b.snapshotId !== undefined && f.values.includes(b.snapshotId));
+          case 'root-device-name':
+            return f.values.includes(i.rootDeviceName ?? '');
+          case 'description':
+            return f.values.some((v) => wildcard(v, i.description ?? ''));
           default:
-            throw new Ec2Error('InvalidParameterValue', `The filter '${f.name}' is invalid`);
+            return false;
         }
       });
     });
@@ -903,6 +1006,11 @@ export class Ec2Emulator extends EventEmitter {
     const srcId = str(p, 'SourceImageId') ?? '';
     const name = str(p, 'Name');
     if (!name) throw new Ec2Error('MissingParameter', 'The request must contain the parameter Name');
+    if (!srcRegion)
+      throw new Ec2Error('MissingParameter', 'The request must contain the parameter SourceRegion');
+    if (!srcId)
+      throw new Ec2Error('MissingParameter', 'The request must contain the parameter SourceImageId');
+    checkId(srcId, 'ami');
     if (!this.state.has(srcRegion)) throw new Ec2Error('InvalidRegion', `Invalid source region ${srcRegion}`);
     const src = this.region(srcRegion).images.get(srcId);
     const now = this.now();
@@ -914,7 +1022,17 @@ export class Ec2Emulator extends EventEmitter {
     // a retried request (same ClientToken) gets the copy the first attempt started
     const token = str(p, 'ClientToken');
     const earlier = token ? s.copyTokens.get(token) : undefined;
-    if (earlier && s.images.has(earlier)) return { imageId: earlier };
+    if (token && earlier) {
+      // the same token with other parameters is a different request: EC2 refuses it
+      const fingerprint = requestFingerprint(p);
+      if (s.copyTokenParams.get(token) !== fingerprint) {
+        throw new Ec2Error(
+          'IdempotentParameterMismatch',
+          `The client token ${token} was already used with different parameters`,
+        );
+      }
+      if (s.images.has(earlier)) return { imageId: earlier };
+    }
     for (const i of s.images.values()) {
       if (i.name === name) {
         throw new Ec2Error('InvalidAMIName.Duplicate', `AMI name ${name} is already in use by AMI ${i.id}`);
@@ -962,11 +1080,16 @@ export class Ec2Emulator extends EventEmitter {
     if (bool(p, 'CopyImageTags')) for (const [k, v] of src.tags) img.tags.set(k, v);
     if (!failing) s.snapshots.set(snap.id, snap);
     s.images.set(img.id, img);
-    if (token) s.copyTokens.set(token, img.id);
+    if (token) {
+      s.copyTokens.set(token, img.id);
+      s.copyTokenParams.set(token, requestFingerprint(p));
+    }
     return { imageId: img.id };
   }
 
   private image(region: string, id: string): EmuImage {
+    if (!id) throw new Ec2Error('MissingParameter', 'The request must contain the parameter ImageId');
+    checkId(id, 'ami');
     const img = this.region(region).images.get(id);
     if (!img) throw new Ec2Error('InvalidAMIID.NotFound', `The image id '[${id}]' does not exist`);
     return img;
@@ -974,6 +1097,22 @@ export class Ec2Emulator extends EventEmitter {
 
   private modifyImageAttribute(region: string, p: QueryObject): Record<string, XmlValue> {
     const img = this.image(region, str(p, 'ImageId') ?? '');
+    const modifies = [
+      'Description',
+      'LaunchPermission',
+      'Attribute',
+      'Value',
+      'UserGroup',
+      'UserId',
+      'ProductCode',
+      'OperationType',
+      'ImdsSupport',
+      'OrganizationArn',
+      'OrganizationalUnitArn',
+    ].some((k) => p[k] !== undefined);
+    if (!modifies) {
+      throw new Ec2Error('InvalidParameterCombination', 'No attributes specified.');
+    }
     const desc =
       str(obj(p, 'Description'), 'Value') ??
       (str(p, 'Attribute') === 'description' ? str(p, 'Value') : undefined);
@@ -1048,12 +1187,13 @@ export class Ec2Emulator extends EventEmitter {
     if (Number.isNaN(at)) throw new Ec2Error('InvalidParameterValue', 'DeprecateAt is not a valid date');
     if (at <= now) throw new Ec2Error('InvalidParameterValue', 'DeprecateAt must be in the future');
     const isPublic = img.launchGroups.has('all');
-    const limit = now + (isPublic ? 2 * 365 : 10 * 365) * DAY;
+    // public AMIs: at most 2 years after the image's creation date; others: 10 years from now
+    const limit = isPublic ? img.createdAt + 2 * 365 * DAY : now + 10 * 365 * DAY;
     if (at > limit) {
       throw new Ec2Error(
         'InvalidParameterValue',
         isPublic
-          ? 'The deprecation time of a public AMI cannot be more than 2 years in the future'
+          ? 'The deprecation time of a public AMI cannot be more than 2 years after its creation date'
           : 'The deprecation time cannot be more than 10 years in the future',
       );
     }

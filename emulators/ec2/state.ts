@@ -138,4 +138,6 @@ export class RegionState {
   readonly importTasks = new Map<string, EmuImportTask>();
   /** CopyImage ClientToken -> image id (idempotent retries) */
   readonly copyTokens = new Map<string, string>();
+  /** the parameters each ClientToken was first used with */
+  readonly copyTokenParams = new Map<string, string>();
 }

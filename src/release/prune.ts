@@ -17,7 +17,7 @@ export interface PruneContext {
   readonly log: Logger;
 }
 
-export type PruneReason = 'old-revision' | 'end-of-life' | 'unreleased';
+export type PruneReason = 'old-revision' | 'end-of-life' | 'unreleased' | 'leftover';
 
 export interface PruneItem {
   where: 'storage' | 'cloud';
@@ -146,6 +146,8 @@ async function listClouds(ctx: PruneContext): Promise<ListedCloudImage[]> {
 }
 
 function describeCloud(cloud: string, img: CloudImage): string {
+  if (img.kind === 'import-bucket')
+    return `${cloud} temporary import bucket ${img.id} (left by a killed import)`;
   if (img.kind === 'snapshot')
     return `${cloud} ${img.region} snapshot ${img.id} of ${img.name} (left without an image)`;
   const vis = img.public ? 'public' : 'private';
@@ -190,7 +192,13 @@ export async function planPrune(ctx: PruneContext): Promise<{
     if (i.state.released) noteRev(k, i.revision, true);
   }
   const classified: { listed: ListedCloudImage; imageKey: string; revision: number }[] = [];
+  const leftovers: ListedCloudImage[] = [];
   for (const listed of cloudImages) {
+    // what killed runs left (import buckets, untagged import snapshots): removed whatever the revision
+    if (listed.img.leftover) {
+      leftovers.push(listed);
+      continue;
+    }
     const c = classify(listed.img, listed.cloud, byName);
     if (!c) {
       ctx.log.warn(
@@ -224,6 +232,23 @@ export async function planPrune(ctx: PruneContext): Promise<{
   const items: PruneItem[] = [];
   const storage = new Map<PruneItem, StoredRevision>();
   const cloud = new Map<PruneItem, ListedCloudImage>();
+  for (const listed of leftovers) {
+    const item: PruneItem = {
+      where: 'cloud',
+      what: describeCloud(listed.cloud, listed.img),
+      reason: 'leftover',
+      removed: false,
+      name: listed.img.name,
+      cloud: listed.cloud,
+      region: listed.img.region,
+      id: listed.img.id,
+      public: false,
+      ...(listed.img.created ? { created: listed.img.created } : {}),
+      snapshotIds: [...listed.img.snapshotIds],
+    };
+    items.push(item);
+    cloud.set(item, listed);
+  }
   for (const { listed, imageKey, revision } of classified) {
     const reason = decide(table.get(imageKey)!, revision, now);
     if (!reason) continue;

@@ -18,6 +18,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import type { Logger } from 'pino';
 import { errorMessage, UserError } from '../util/errors.js';
+import { annotateEndpoint, foreignResponse } from '../util/http-error.js';
 import { BaseStorage, type BaseStorageOptions, NotFoundError } from './base.js';
 import type { ConditionalOps, VersionedObject } from './conditional.js';
 import type { S3Location } from './url.js';
@@ -109,7 +110,7 @@ export class S3Clients {
           ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}),
         };
       }
-      entry = { client: new S3Client(config), endpointName: endpoint ?? 'AWS S3' };
+      entry = { client: annotateEndpoint(new S3Client(config)), endpointName: endpoint ?? 'AWS S3' };
       this.clients.set(key, entry);
     }
     return entry;
@@ -343,6 +344,8 @@ export class S3Storage extends BaseStorage {
   }
 
   protected describe(err: unknown): string {
+    const foreign = foreignResponse(err);
+    if (foreign) return foreign;
     const name = errName(err);
     const endpoint = this.clients.get(this.url).endpointName;
     if (name === 'NoSuchBucket') return `bucket "${this.loc.bucket}" does not exist`;

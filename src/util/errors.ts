@@ -1,3 +1,5 @@
+import { foreignResponse } from './http-error.js';
+
 /**
  * An error caused by the user's input (arguments, configs, environment) rather than a bug.
  * The CLI prints its message on one line and exits with `exitCode`, without a stack trace.
@@ -20,6 +22,9 @@ export class UsageError extends UserError {
 }
 
 export function errorMessage(err: unknown): string {
+  // an HTML page from a proxy instead of the API's answer: endpoint, status and first line, in one line
+  const foreign = foreignResponse(err);
+  if (foreign) return foreign;
   if (err instanceof Error) return err.message;
   return String(err);
 }

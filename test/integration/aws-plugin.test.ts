@@ -96,7 +96,8 @@ describe('aws plugin against the EC2 emulator', () => {
     expect(snaps[0]?.tags.get('image_key')).toBe('edge-x86_64-bios-tiny-aws');
     const task = emu.importTasks('us-west-2')[0];
     expect(task).toMatchObject({ format: 'VHD', encrypted: false });
-    expect(task?.bucket).toMatch(/^cloud-image-import-/);
+    // named after the project, the image and this run (a killed run's bucket is found by the next one)
+    expect(task?.bucket).toMatch(/^cib-import-[0-9a-f]{6}-[0-9a-f]{10}-[0-9a-f]{6}-\d+-[0-9a-f]{4}$/);
     // the temporary bucket and its object are gone
     expect(await bucketCount()).toBe(0);
 
