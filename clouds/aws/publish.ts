@@ -14,6 +14,7 @@ import {
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
 import type { Image } from '../../src/state/image.js';
+import { UserError } from '../../src/util/errors.js';
 import { isPlaceholderProject, placeholderWarning } from '../project.js';
 import type { CloudContext, ImportResult, PublishResult, RegionFailure } from '../types.js';
 import {
