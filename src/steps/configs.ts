@@ -3,7 +3,8 @@
 // resolved afresh. Nothing in work/ changes when installation or resolution fails.
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { checkCloudConfig } from '../../clouds/index.js';
+import { checkCloudConfig, getCloud } from '../../clouds/index.js';
+import type { CloudPlugin } from '../../clouds/types.js';
 import type { BuildOptions } from '../cli/options.js';
 import { ConfigError, throwErrors } from '../config/errors.js';
 import {
@@ -17,7 +18,26 @@ import {
 import type { ImagesFile } from '../config/types.js';
 import { stageWorkDir } from '../config/workdir.js';
 
-export function configContext(options: BuildOptions, log: Logger, now: Date): ConfigContext {
+/** The cloud checks of `configs` for a set of plugins: the cloud must have one, and it checks its settings. */
+export function cloudCheck(clouds: (name: string) => CloudPlugin): ConfigCheck {
+  if (clouds === getCloud) return checkCloudConfig;
+  return (config) => {
+    let plugin: CloudPlugin;
+    try {
+      plugin = clouds(config.cloud);
+    } catch {
+      return [{ key: 'cloud', expected: 'a cloud with a plugin', found: config.cloud }];
+    }
+    return plugin.checkConfig?.(config) ?? [];
+  };
+}
+
+export function configContext(
+  options: BuildOptions,
+  log: Logger,
+  now: Date,
+  check: ConfigCheck = checkCloudConfig,
+): ConfigContext {
   return {
     rootDir: options.rootDir,
     workDir: options.workDir,
@@ -27,7 +47,7 @@ export function configContext(options: BuildOptions, log: Logger, now: Date): Co
     cdnUrl: options.cdnUrl,
     now,
     log,
-    check: checkCloudConfig,
+    check,
   };
 }
 
@@ -58,13 +78,14 @@ export async function configsStep(
   options: BuildOptions,
   log: Logger,
   now: Date = new Date(),
+  check: ConfigCheck = checkCloudConfig,
 ): Promise<ImagesFile> {
-  const ctx = configContext(options, log, now);
+  const ctx = configContext(options, log, now, check);
   const imagesPath = join(options.workDir, 'images.yaml');
   if (!options.clean) {
     const existing = await loadImagesYaml(imagesPath);
     if (existing) {
-      checkLoaded(existing, imagesPath, checkCloudConfig);
+      checkLoaded(existing, imagesPath, check);
       await prepareWorkDir(ctx);
       log.info(`using existing ${imagesPath} (${Object.keys(existing).length} variants)`);
       return existing;

@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { getCloud } from '../../clouds/index.js';
-import type { CloudContext, RegionFailure } from '../../clouds/types.js';
+import type { CloudContext, CloudPlugin, RegionFailure } from '../../clouds/types.js';
 import type { BuildOptions } from '../cli/options.js';
 import { selectVariants, writeImagesYaml } from '../config/index.js';
 import type { ImagesFile } from '../config/types.js';
@@ -10,12 +10,12 @@ import { formatPruneReport, prune, writeCatalog } from '../release/index.js';
 import { Image } from '../state/image.js';
 import { stateAfter } from '../state/image-state.js';
 import { type PlannedImage, refreshState } from '../state/refresh.js';
-import { createStoragePool } from '../storage/index.js';
+import { createStoragePool, type StoragePool } from '../storage/index.js';
 import { supplyForRevise } from '../supply/files.js';
 import { lockWorkDir } from '../util/lock.js';
 import { redactText } from '../util/redact.js';
-import { configsStep } from './configs.js';
-import type { RunContext, StepFailure } from './context.js';
+import { cloudCheck, configsStep } from './configs.js';
+import type { LocalBuild, RunContext, StepFailure } from './context.js';
 import { runRollback, runStep, undoImage } from './image-steps.js';
 import { matrixCommand } from './matrix.js';
 import { saveMetadata } from './persist.js';
@@ -23,10 +23,22 @@ import { failureTable, planTable, regionTable } from './report.js';
 import { runSharded } from './sharded.js';
 import { IMAGE_STEPS } from './steps.js';
 
+/**
+ * The effects of a run, each replaceable so the whole pipeline runs in-process in a test (see
+ * test/integration/pipeline-inprocess.test.ts): nothing below reads process.env or the cloud registry itself.
+ */
 export interface RunDeps {
   /** where reports (plan table, summaries) go; stdout by default */
   readonly out?: (text: string) => void;
   readonly now?: () => Date;
+  /** the environment (process.env by default) */
+  readonly env?: NodeJS.ProcessEnv;
+  /** the storage pool (one made from `env` by default); a pool given here is not closed by the run */
+  readonly pool?: StoragePool;
+  /** the cloud plugins by name (the registry in clouds/index.ts by default) */
+  readonly clouds?: (name: string) => CloudPlugin;
+  /** the local step's build (the chroot or VM builder by default) */
+  readonly build?: LocalBuild;
 }
 
 /** Run the state machine up to options.command. Returns the process exit code. */
@@ -40,26 +52,37 @@ export async function run(options: BuildOptions, log: Logger, deps: RunDeps = {}
     (m) => log.warn(m),
   );
   try {
-    const images = await configsStep(options, log, now());
+    const env = deps.env ?? process.env;
+    const clouds = deps.clouds ?? getCloud;
+    const images = await configsStep(options, log, now(), cloudCheck(clouds));
     // --only/--skip keys that match no variant are refused by every step, configs included
     selectVariants(images, options.only, options.skip);
     if (options.command === 'configs') return 0;
 
-    const pool = createStoragePool({ log, env: process.env });
+    const pool = deps.pool ?? createStoragePool({ log, env });
     const cloudContext: CloudContext = {
       log,
       useBroker: options.useBroker,
-      env: process.env,
+      env,
       workDir: options.workDir,
       // SDK clients and broker credentials shared by every image of this run
       cache: new Map(),
     };
-    const ctx: RunContext = { options, log, pool, cloud: getCloud, cloudContext, now };
+    const ctx: RunContext = {
+      options,
+      log,
+      pool,
+      cloud: clouds,
+      cloudContext,
+      now,
+      env,
+      ...(deps.build ? { build: deps.build } : {}),
+    };
     try {
       return await runCommand(images, ctx, out);
     } finally {
       log.debug({ sshConnections: pool.stats().sshConnections }, 'storage connections');
-      await pool.close();
+      if (!deps.pool) await pool.close();
     }
   } finally {
     await lock.release();
