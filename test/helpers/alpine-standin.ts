@@ -564,3 +564,35 @@ export async function makeTestCdn(
   }
   return { cdnUrl: `file://${dir}`, dir, minirootfs: join(rel, name) };
 }
+
+/**
+ * A repository signed by a key nobody trusts (its index and its one package, `cib-untrusted`): apk must refuse
+ * it. (apk 2 checks a repository package through the signed index that names its checksum, so the index's
+ * signature is what decides.)
+ */
+export async function makeUntrustedRepo(dir: string, arch: AlpineArch): Promise<string> {
+  const { privateKey } = generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  });
+  const pkg = buildApk(
+    {
+      name: 'cib-untrusted',
+      version: '1.0-r0',
+      arch,
+      description: 'signed by a key nobody trusts',
+      files: [{ path: 'etc/cib-untrusted', mode: 0o644, data: Buffer.from('untrusted\n') }],
+      builddate: STANDIN_BUILDDATE,
+    },
+    { name: 'cib-unknown.rsa.pub', privatePem: privateKey },
+  );
+  const unknown = { name: 'cib-unknown.rsa.pub', privatePem: privateKey };
+  await mkdir(join(dir, arch), { recursive: true });
+  await writeFile(join(dir, arch, pkg.fileName), pkg.buf);
+  await writeFile(
+    join(dir, arch, 'APKINDEX.tar.gz'),
+    buildIndex([pkg], unknown, 'untrusted package', STANDIN_BUILDDATE),
+  );
+  return dir;
+}

@@ -100,6 +100,7 @@ async function inNamespace(
     stdin: 'ignore',
   });
   const recent: string[] = [];
+  const notable: string[] = [];
   if (child.all) {
     const rl = createInterface({ input: child.all, crlfDelay: Number.POSITIVE_INFINITY });
     for await (const line of rl) {
@@ -110,14 +111,19 @@ async function inNamespace(
       const text = line.replace(/\x1b\[[0-9;]*m/g, '').trim();
       if (text) {
         recent.push(text);
-        if (recent.length > 4) recent.shift();
+        if (recent.length > 3) recent.shift();
+        // apk's and the scripts' own complaints say why, wherever they are in the output
+        if (/^(ERROR|WARNING|FATAL)\b|UNTRUSTED|no such package|BAD signature/i.test(text)) {
+          notable.push(text);
+          if (notable.length > 4) notable.shift();
+        }
       }
     }
   }
   const r = await child;
   if (r.exitCode !== 0) {
     throw new UserError(
-      `chroot builder: ${command} failed (exit ${r.exitCode ?? r.signal}): ${recent.join(' | ').slice(0, 700)}`,
+      `chroot builder: ${command} failed (exit ${r.exitCode ?? r.signal}): ${[...notable, ...recent.filter((l) => !notable.includes(l))].join(' | ').slice(0, 900)}`,
     );
   }
 }
