@@ -131,6 +131,8 @@ export function localArgs(env: ChrootEnv, work: string, only: string[], extra: s
 export interface TinyImage {
   arch: AlpineArch;
   firmware: Firmware;
+  /** tiny (x86_64: tiny-cloud, OpenRC) or minimal (aarch64: the minirootfs's userland, busybox init) */
+  bootstrap: string;
   configKey: string;
   imageName: string;
   /** the image (qcow2) */
@@ -220,18 +222,26 @@ async function buildTinyImage(firmware: Firmware, arch: AlpineArch): Promise<Tin
     const env = await prepareChrootEnv(join(dir, 'env'), { arch });
     const work = join(dir, 'work');
     const cloud = 'nocloud';
-    const r = await runBuild(localArgs(env, work, ['3.19', arch, firmware, 'tiny', 'vm', cloud]), {
+    // aarch64: the mirror has no aarch64 packages, so the userland is the minirootfs's (bootstrap minimal)
+    const bootstrap = arch === 'aarch64' ? 'minimal' : 'tiny';
+    const r = await runBuild(localArgs(env, work, ['3.19', arch, firmware, bootstrap, 'vm', cloud]), {
       timeoutMs: 15 * 60_000,
     });
-    const configKey = `3.19-${arch}-${firmware}-tiny-vm-${cloud}`;
-    const imageName = `${cloud}_alpine-${MIRROR_RELEASE}-${arch}-${firmware}-tiny-r0`;
-    const localDir = join(work, 'images', cloud, `${MIRROR_RELEASE}-${arch}-${firmware}-tiny-vm-${cloud}`);
+    const configKey = `3.19-${arch}-${firmware}-${bootstrap}-vm-${cloud}`;
+    const imageName = `${cloud}_alpine-${MIRROR_RELEASE}-${arch}-${firmware}-${bootstrap}-r0`;
+    const localDir = join(
+      work,
+      'images',
+      cloud,
+      `${MIRROR_RELEASE}-${arch}-${firmware}-${bootstrap}-vm-${cloud}`,
+    );
     if (r.code !== 0) {
       throw new Error(`./build local failed (exit ${r.code}) for ${configKey}:\n${r.stderr.slice(-4000)}`);
     }
     const image: TinyImage = {
       arch,
       firmware,
+      bootstrap,
       configKey,
       imageName,
       image: join(localDir, `${imageName}.qcow2`),

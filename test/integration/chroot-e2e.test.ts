@@ -234,3 +234,33 @@ describe.skipIf(reasonBios)('chroot builder: what it refuses', () => {
     );
   }, 150_000);
 });
+
+const reasonArm = (await chrootUnavailable('aarch64', 'uefi')) ?? bootUnavailable('aarch64', 'uefi');
+if (reasonArm) console.warn(`skipping the chroot builder's aarch64 test: ${reasonArm}`);
+
+describe.skipIf(reasonArm)(
+  'chroot builder: aarch64 from the real aarch64 minirootfs through qemu-user',
+  () => {
+    let img: TinyImage;
+    beforeAll(async () => {
+      img = await ensureTinyImage('uefi', 'aarch64');
+    }, 20 * 60_000);
+
+    it('runs the aarch64 builder through the qemu-user binfmt handler', () => {
+      expect(img.stderr).toMatch(
+        /builder for aarch64 UEFI \(grub-efi\): chroot \(the host can run it: running as root, aarch64 programs through qemu-user \(binfmt qemu-aarch64\)\)/,
+      );
+      expect(img.stderr).toMatch(
+        /verified alpine-minirootfs-3\.19\.4-aarch64\.tar\.gz: checksum and signature good/,
+      );
+    });
+
+    it('boots under qemu-system-aarch64 (virt, cortex-a57, AAVMF, GRUB) to a login prompt', async () => {
+      const r = await bootImage(img.image, { workDir: base, arch: 'aarch64', timeoutMs: 300_000 });
+      if (!r.ok) console.error(r.console.slice(-4000));
+      expect(r.ok).toBe(true);
+      expect(r.console).toMatch(/Kernel \S+-arm64 on an aarch64 \(\/dev\/ttyAMA0\)/);
+      console.log(`aarch64 UEFI chroot image: login prompt after ${Math.round(r.ms / 1000)} s`);
+    }, 320_000);
+  },
+);
