@@ -107,12 +107,6 @@ export interface Catalog {
   latest: Record<string, CatalogEntry>;
 }
 
-/** AWS console URLs, used when neither the config (cloud_region_url / cloud_launch_url) nor the plugin gives one. */
-export const AWS_REGION_URL =
-  'https://{region}.console.aws.amazon.com/ec2/home?region={region}#Images:visibility=public-images;imageId={image_id}';
-export const AWS_LAUNCH_URL =
-  'https://{region}.console.aws.amazon.com/ec2/home?region={region}#launchAmi={image_id}';
-
 function str(v: unknown): string | undefined {
   return typeof v === 'string' && v !== '' ? v : v === undefined || v === null ? undefined : String(v);
 }
@@ -133,28 +127,20 @@ function regionLinks(
   imageId: string,
 ): { region_url: string | null; launch_url: string | null } {
   const values = { ...image.config, v_version: image.vVersion, region, image_id: imageId };
-  const pick = (
-    configured: unknown,
-    fromPlugin: (() => string | undefined) | undefined,
-    builtIn?: string,
-  ) => {
+  // the configured template, else the cloud's plugin (which alone knows its console): nothing here knows a cloud
+  const pick = (configured: unknown, fromPlugin: (() => string | undefined) | undefined) => {
     const t = str(configured);
     if (t) return fillPlaceholders(t, values);
-    const p = fromPlugin?.();
-    if (p) return p;
-    return builtIn ? fillPlaceholders(builtIn, values) : null;
+    return fromPlugin?.() ?? null;
   };
-  const aws = image.config.cloud === 'aws';
   return {
     region_url: pick(
       image.config.cloud_region_url,
       plugin?.regionUrl ? () => plugin.regionUrl!(image, region, imageId) : undefined,
-      aws ? AWS_REGION_URL : undefined,
     ),
     launch_url: pick(
       image.config.cloud_launch_url,
       plugin?.launchUrl ? () => plugin.launchUrl!(image, region, imageId) : undefined,
-      aws ? AWS_LAUNCH_URL : undefined,
     ),
   };
 }
