@@ -1138,7 +1138,10 @@ export class Ec2Emulator extends EventEmitter {
     }
     for (const a of add) {
       if (a.group !== undefined && a.group !== 'all') {
-        throw new Ec2Error('InvalidParameterValue', `Invalid launch permission group ${a.group}`);
+        throw new Ec2Error(
+          'InvalidAMIAttributeItemValue',
+          `Invalid attribute item value "${a.group}" for group`,
+        );
       }
       if (a.user !== undefined && !/^\d{12}$/.test(a.user)) {
         throw new Ec2Error('InvalidAMIAttributeItemValue', `Invalid user id ${a.user}`);
