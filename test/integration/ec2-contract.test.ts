@@ -185,15 +185,13 @@ const scenarios: Record<string, Scenario> = {
         c.send(new DeleteSnapshotCommand({ SnapshotId: 'snap-0123456789abcdef0' })),
       ),
       copySource: await outcome(() =>
-        b
-          .client('eu-west-1')
-          .send(
-            new CopyImageCommand({
-              Name: 'copy-missing',
-              SourceImageId: 'ami-0123456789abcdef0',
-              SourceRegion: 'us-west-2',
-            }),
-          ),
+        b.client('eu-west-1').send(
+          new CopyImageCommand({
+            Name: 'copy-missing',
+            SourceImageId: 'ami-0123456789abcdef0',
+            SourceRegion: 'us-west-2',
+          }),
+        ),
       ),
     };
   },
