@@ -121,7 +121,7 @@ async function supplyTools(ctx: RunContext) {
 /** SBOMs, manifest and provenance of a fresh build, and whether its content equals its --revise baseline. */
 async function recordSupplyChain(
   image: Image,
-  r: { elapsedMs?: number; inputs?: ResourceDescriptor[] },
+  r: { elapsedMs?: number; inputs?: ResourceDescriptor[]; sourceDateEpoch?: number; builder?: string },
   tools: SupplyTools,
   ctx: RunContext,
 ): Promise<void> {
@@ -134,7 +134,13 @@ async function recordSupplyChain(
     tool: tools.tool,
     started: new Date(finished.getTime() - (r.elapsedMs ?? 0)),
     finished,
-    inputs: r.inputs ?? [],
+    inputs: [
+      ...(r.inputs ?? []),
+      ...(r.builder === 'chroot'
+        ? await tools.mod.apkIndexInputs(ctx.options.workDir, image.config.arch)
+        : []),
+    ],
+    ...(r.sourceDateEpoch !== undefined ? { sourceDateEpoch: r.sourceDateEpoch } : {}),
     configDigests: tools.digests,
   });
   image.record(stateAfter.supplied(image.state, s));

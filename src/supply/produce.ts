@@ -7,6 +7,7 @@ import { readdir, readFile, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
+import { substituteCdn } from '../build/chroot/plan.js';
 import type { Image } from '../state/image.js';
 import type { SupplyState } from '../state/image-state.js';
 import { hashFile, writeFileAtomic } from '../util/fs.js';
@@ -31,6 +32,8 @@ export interface SupplyContext {
   /** build start and finish */
   started: Date;
   finished: Date;
+  /** the image's SOURCE_DATE_EPOCH (chroot builder): the SBOMs' creation time, so they are reproducible too */
+  sourceDateEpoch?: number;
   /** inputs the builder reports (minirootfs or ISO, repository indexes) */
   inputs?: readonly ResourceDescriptor[];
   /** digests of work/configs and the overlays, computed once per run */
@@ -93,6 +96,62 @@ export async function configDigests(workDir: string, custom: readonly string[]):
   return { configs, overlays };
 }
 
+/**
+ * The index of every configured repository the build read from a local directory (the configured URL, with the
+ * Alpine CDN prefix moved to --cdn-url as the build reached it): <repo>/<arch>/APKINDEX.tar.gz and its digest.
+ * Network repositories' indexes are found in the apk cache instead (apkIndexInputs).
+ */
+export async function localRepositoryIndexes(
+  repos: string,
+  cdnUrl: string,
+  arch: string,
+): Promise<ResourceDescriptor[]> {
+  const out: ResourceDescriptor[] = [];
+  for (const raw of repos.split('\n')) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) continue;
+    const url = line.split(/\s+/).at(-1)!;
+    const reached = substituteCdn(url, cdnUrl);
+    if (!reached.startsWith('file://')) continue;
+    const index = join(decodeURIComponent(reached.slice('file://'.length)), arch, 'APKINDEX.tar.gz');
+    try {
+      out.push({
+        uri: `${url.replace(/\/+$/, '')}/${arch}/APKINDEX.tar.gz`,
+        digest: { sha256: await hashFile(index, 'sha256') },
+        annotations: {
+          kind: 'apk repository index',
+          read_from: `${reached.replace(/\/+$/, '')}/${arch}/APKINDEX.tar.gz`,
+        },
+      });
+    } catch {
+      // a repository the build skipped (its directory does not exist)
+    }
+  }
+  return out;
+}
+
+/**
+ * The repository indexes in the chroot builder's apk cache for an arch (work/apk-cache/<arch>), with their digests.
+ * apk names each after a hash of its repository URL; the cache is shared by the variants of the arch, so this
+ * lists every index the builds of this work directory fetched, this build's among them.
+ */
+export async function apkIndexInputs(workDir: string, arch: string): Promise<ResourceDescriptor[]> {
+  const dir = join(workDir, 'apk-cache', arch);
+  let names: string[];
+  try {
+    names = (await readdir(dir)).filter((n) => /^APKINDEX\.[0-9a-f]+\.tar\.gz$/.test(n)).sort();
+  } catch {
+    return [];
+  }
+  return Promise.all(
+    names.map(async (n) => ({
+      name: n,
+      digest: { sha256: await hashFile(join(dir, n), 'sha256') },
+      annotations: { kind: 'apk repository index', cache: `work/apk-cache/${arch}` },
+    })),
+  );
+}
+
 /** The kinds and names of the files written, and the record for the metadata. */
 export async function produceSupplyChain(image: Image, ctx: SupplyContext): Promise<SupplyState> {
   const c = image.config;
@@ -119,7 +178,8 @@ export async function produceSupplyChain(image: Image, ctx: SupplyContext): Prom
       contentDigest: disk.manifest.digest,
       supplier: c.project,
     };
-    const sbomInput = { subject, packages, created: ctx.finished, tool: ctx.tool };
+    const created = ctx.sourceDateEpoch !== undefined ? new Date(ctx.sourceDateEpoch * 1000) : ctx.finished;
+    const sbomInput = { subject, packages, created, tool: ctx.tool };
     const texts: [string, string][] = [
       [names.manifest, disk.manifest.text],
       [names.spdx, serializeSpdx(buildSpdx(sbomInput))],
