@@ -137,7 +137,14 @@ async function recordSupplyChain(
     inputs: [
       ...(r.inputs ?? []),
       ...(r.builder === 'chroot'
-        ? await tools.mod.apkIndexInputs(ctx.options.workDir, image.config.arch)
+        ? [
+            ...(await tools.mod.localRepositoryIndexes(
+              image.config.repos,
+              ctx.options.cdnUrl,
+              image.config.arch,
+            )),
+            ...(await tools.mod.apkIndexInputs(ctx.options.workDir, image.config.arch)),
+          ]
         : []),
     ],
     ...(r.sourceDateEpoch !== undefined ? { sourceDateEpoch: r.sourceDateEpoch } : {}),
