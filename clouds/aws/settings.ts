@@ -17,6 +17,9 @@ const ACCOUNT = /^\d{12}$/;
 /** e.g. us-west-2, eu-central-1, ap-southeast-4, us-gov-west-1, cn-north-1 */
 const REGION = /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/;
 
+// (the settings are declared in ImageConfig; their values are read as `unknown` here because checking them is the
+// point: a config file may hold anything)
+
 /** The AWS settings, as the plugin uses them (checked by checkAwsConfig first). */
 export interface AwsSettings {
   readonly arch: string;
@@ -25,10 +28,6 @@ export interface AwsSettings {
   readonly kmsKeyId?: string;
   readonly imdsV2: boolean;
   readonly bucket?: string;
-}
-
-function setting(config: ImageConfig, key: string): unknown {
-  return (config as unknown as Readonly<Record<string, unknown>>)[key];
 }
 
 const isFlag = (v: unknown) => v === null || v === undefined || typeof v === 'boolean';
@@ -54,11 +53,11 @@ export function checkAwsConfig(config: ImageConfig): ConfigIssue[] {
       found: config.firmware,
     });
   }
-  const enc = setting(config, 'encrypted');
+  const enc: unknown = config.encrypted;
   if (!isFlag(enc) && !(typeof enc === 'string' && enc !== '')) {
     out.push({ key: 'encrypted', expected: 'true, false, null or a KMS key id', found: enc });
   }
-  const bucket = setting(config, 'import_bucket');
+  const bucket: unknown = config.import_bucket;
   if (bucket !== undefined && bucket !== null && (typeof bucket !== 'string' || !BUCKET.test(bucket))) {
     out.push({
       key: 'import_bucket',
@@ -66,10 +65,10 @@ export function checkAwsConfig(config: ImageConfig): ConfigIssue[] {
       found: bucket,
     });
   }
-  const imds = setting(config, 'imdsv2_required');
+  const imds: unknown = config.imdsv2_required;
   if (!isFlag(imds)) out.push({ key: 'imdsv2_required', expected: 'true, false or null', found: imds });
-  for (const key of ['cloud_region_url', 'cloud_launch_url']) {
-    const v = setting(config, key);
+  for (const key of ['cloud_region_url', 'cloud_launch_url'] as const) {
+    const v: unknown = config[key];
     if (v !== undefined && v !== null && (typeof v !== 'string' || !/^https:\/\//.test(v))) {
       out.push({ key, expected: 'an https:// URL with {region} and {image_id} placeholders', found: v });
     }
@@ -89,14 +88,14 @@ export function checkAwsConfig(config: ImageConfig): ConfigIssue[] {
 
 /** The settings of a variant checked at `configs`, as the import and publish stages use them. */
 export function awsSettings(config: ImageConfig): AwsSettings {
-  const enc = setting(config, 'encrypted');
-  const bucket = setting(config, 'import_bucket');
+  const enc: unknown = config.encrypted;
+  const bucket: unknown = config.import_bucket;
   return {
     arch: ARCH[config.arch] ?? config.arch,
     bootMode: BOOT_MODE[config.firmware] ?? config.firmware,
     encrypted: Boolean(enc),
     ...(typeof enc === 'string' && enc ? { kmsKeyId: enc } : {}),
-    imdsV2: setting(config, 'imdsv2_required') !== false,
+    imdsV2: config.imdsv2_required !== false,
     ...(typeof bucket === 'string' && bucket ? { bucket } : {}),
   };
 }

@@ -48,7 +48,14 @@ export interface ImageConfig {
   catalog_dir?: string | null;
   access?: Record<string, boolean | null>;
   regions?: Record<string, boolean | null>;
-  encrypted?: boolean | string;
+  // ---- owned by the AWS plugin (declared here, checked by clouds/aws/settings.ts at `configs`) ----
+  encrypted?: boolean | string | null;
+  /** S3 bucket for imports (null: a temporary bucket per import) */
+  import_bucket?: string | null;
+  imdsv2_required?: boolean | null;
+  /** console link templates ({region}, {image_id}) for release pages */
+  cloud_region_url?: string | null;
+  cloud_launch_url?: string | null;
   qemu: {
     machine_type?: string | null;
     args?: string[][] | null;

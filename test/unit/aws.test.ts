@@ -78,7 +78,7 @@ describe('aws planning', () => {
       keys({
         import_bucket: 'Bad_Bucket',
         encrypted: 5 as unknown as boolean,
-        imdsv2_required: 'yes',
+        imdsv2_required: 'yes' as unknown as boolean,
         cloud_region_url: 'javascript:alert(1)',
         access: { everyone: true, '111122223333': true },
         regions: { ALL: false, 'us-west-2': true, 'Mars-1': true },
