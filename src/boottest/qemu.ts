@@ -290,6 +290,8 @@ export const FATAL_CONSOLE = [
   /error: (?:invalid magic number|file `[^']*' not found|you need to load the kernel first)/,
   /Could not find kernel image/i,
   /Invalid or corrupt kernel image/i,
+  /^Loading \S+ failed/m,
+  /invalid compressed format/i,
   /initramfs: (?:no |cannot mount)/,
 ];
 

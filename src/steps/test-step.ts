@@ -1,6 +1,7 @@
 // The `test` step (between local and upload): boot every built image and check it (src/boottest), record the
 // result in its metadata; and the gate that keeps upload, import and publish from taking an image whose latest
 // test failed or never ran, unless the test is disabled for the run.
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import pLimit from 'p-limit';
 import { type BootTestRecord, formatChecks, testGate } from '../boottest/record.js';
@@ -121,7 +122,11 @@ export async function stepTest(images: readonly Image[], ctx: RunContext): Promi
               firmware,
               cloud: ctx.cloud,
               reaper,
-              tuning: { cpus: Math.max(1, Math.min(2, Math.floor(2 / options.parallel) || 1)), ...tuning },
+              // the host's cores shared by the parallel tests, 1 or 2 vCPUs each (more does not speed up TCG boots)
+              tuning: {
+                cpus: Math.max(1, Math.min(2, Math.floor(cpus().length / options.parallel))),
+                ...tuning,
+              },
               now: ctx.now,
             });
           } catch (err) {

@@ -169,6 +169,9 @@ describe('console', () => {
     expect(fatalConsoleLine('[ 1.2] Kernel panic - not syncing: VFS: Unable to mount root fs\n')).toMatch(
       /^\[ 1\.2\] Kernel panic/,
     );
+    expect(fatalConsoleLine('boot: \r\nLoading /boot/vmlinuz failed: I/O error\r\n')).toBe(
+      'Loading /boot/vmlinuz failed: I/O error',
+    );
     expect(fatalConsoleLine('Welcome to Alpine Linux\nlogin: ')).toBeUndefined();
   });
 
