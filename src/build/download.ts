@@ -7,6 +7,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { UserError } from '../util/errors.js';
+import { fetchTarget } from '../util/redact.js';
 
 /** A URL that does not exist (HTTP 404/410, or a missing file:// path). */
 export class NotFoundError extends UserError {
@@ -49,7 +50,12 @@ export async function fetchBytes(url: string, timeoutMs = 120_000): Promise<Buff
   }
   let res: Response;
   try {
-    res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: 'follow' });
+    const t = fetchTarget(url);
+    res = await fetch(t.url, {
+      headers: t.headers,
+      signal: AbortSignal.timeout(timeoutMs),
+      redirect: 'follow',
+    });
   } catch (err) {
     throw new UserError(`cannot download ${url}: ${(err as Error).message}`);
   }
@@ -116,7 +122,12 @@ export async function downloadFile(
     if (offset > 0) headers.Range = `bytes=${offset}-`;
     let res: Response;
     try {
-      res = await fetch(url, { headers, signal: AbortSignal.timeout(timeoutMs), redirect: 'follow' });
+      const t = fetchTarget(url);
+      res = await fetch(t.url, {
+        headers: { ...headers, ...t.headers },
+        signal: AbortSignal.timeout(timeoutMs),
+        redirect: 'follow',
+      });
     } catch (err) {
       throw new UserError(`cannot download ${url}: ${(err as Error).message}`);
     }

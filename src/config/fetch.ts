@@ -1,6 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { UserError } from '../util/errors.js';
+import { fetchTarget } from '../util/redact.js';
 
 const TIMEOUT_MS = 15_000;
 
@@ -27,7 +28,12 @@ export async function readUrl(url: string, what: string, hint = ''): Promise<str
   if (!/^https?:\/\//.test(url)) throw new UserError(`${what} ${url}: expected an http(s):// or file:// URL`);
   let res: Response;
   try {
-    res = await fetch(url, { signal: AbortSignal.timeout(TIMEOUT_MS), redirect: 'follow' });
+    const t = fetchTarget(url);
+    res = await fetch(t.url, {
+      headers: t.headers,
+      signal: AbortSignal.timeout(TIMEOUT_MS),
+      redirect: 'follow',
+    });
   } catch (err) {
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
     const why =

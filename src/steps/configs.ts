@@ -17,6 +17,7 @@ import {
 } from '../config/index.js';
 import type { ImagesFile } from '../config/types.js';
 import { stageWorkDir } from '../config/workdir.js';
+import { stripCredentials } from '../util/redact.js';
 
 /** The cloud checks of `configs` for a set of plugins: the cloud must have one, and it checks its settings. */
 export function cloudCheck(clouds: (name: string) => CloudPlugin): ConfigCheck {
@@ -44,7 +45,8 @@ export function configContext(
     custom: options.custom,
     clean: options.clean,
     releasesUrl: options.releasesUrl,
-    cdnUrl: options.cdnUrl,
+    // configs, images.yaml and metadata hold the CDN URL without credentials; the build puts them back
+    cdnUrl: stripCredentials(options.cdnUrl),
     now,
     log,
     check,

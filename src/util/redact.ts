@@ -71,20 +71,48 @@ export function hasCredentials(url: string): boolean {
   return redactUrl(url) !== url;
 }
 
+/** The URL without its user name and password (what configs and images.yaml hold). */
+export function stripCredentials(url: string): string {
+  const m = USERINFO.exec(url);
+  return m ? `${m[1]}://${url.slice(m[0].length)}` : url;
+}
+
 /**
- * Put the credentials of `originals` back into URLs of `text` that were written redacted: a URL that starts with
- * the redacted form of an original gets the original's prefix again. Used where a redacted value read back from
- * work/images.yaml is handed to what needs the real URL (the build's package repositories).
+ * Put the credentials of `originals` back into URLs of `text` that were kept without them: a URL that starts with
+ * an original stripped of its credentials gets the original's prefix again. Used where a value read from
+ * work/images.yaml is handed to what needs the real URL (the build's ISO download and package repositories).
  */
 export function restoreCredentials(text: string, originals: readonly string[]): string {
   let out = text;
   for (const orig of originals) {
     const base = orig.replace(/\/+$/, '');
-    const shown = redactUrl(base);
-    if (shown === base) continue;
-    out = out.split(shown).join(base);
+    const plain = stripCredentials(base);
+    if (plain === base) continue;
+    out = out.split(plain).join(base);
   }
   return out;
+}
+
+/**
+ * fetch() refuses URLs with credentials: the URL without them, and the user name and password as a Basic
+ * Authorization header.
+ */
+export function fetchTarget(url: string): { url: string; headers: Record<string, string> } {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return { url, headers: {} };
+  }
+  if (!parsed.username && !parsed.password) return { url, headers: {} };
+  const user = decodeURIComponent(parsed.username);
+  const pass = decodeURIComponent(parsed.password);
+  parsed.username = '';
+  parsed.password = '';
+  return {
+    url: parsed.href,
+    headers: { Authorization: `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}` },
+  };
 }
 
 /** A deep copy of a log argument with every string passed through redactText (depth-limited). */
