@@ -16,35 +16,24 @@ variable "variant_file" {
   description = "JSON file with the resolved settings of the variant to build"
 }
 
-variable "builder_password" {
-  type        = string
-  sensitive   = true
-  description = "one-time root password of the builder VM (passed in the environment, never logged)"
-}
-
 ### Tunables: override with `./build local --vars FILE` (a Packer .pkrvars.hcl or .pkrvars.json file)
 
-# time from VM start until the builder's console takes typed commands
+# Unused since the builder boots its kernel directly (nothing is typed, nothing waits a fixed time); still
+# declared so that --vars files written for the typed boot command keep loading.
 variable "boot_wait" {
-  type = map(string)
-  default = {
-    aarch64 = "1m"
-    x86_64  = "45s"
-  }
+  type    = map(string)
+  default = {}
 }
-
-# pause after typed commands that take a while (network, sshd)
 variable "cmd_wait" {
   type    = string
-  default = "5s"
+  default = ""
 }
-
-# pause between typed keys
 variable "boot_key_interval" {
   type    = string
-  default = "10ms"
+  default = ""
 }
 
+# how long SSH may take to answer: the builder is ready when it does
 variable "ssh_timeout" {
   type    = string
   default = "3m"
@@ -101,26 +90,21 @@ source "qemu" "alpine" {
   disk_interface  = "virtio"
   cdrom_interface = local.v.cdrom_interface
 
-  # boot the builder ISO and bring up networking and sshd by typing at its root console,
-  # as a person would on Alpine's virt ISO
-  iso_url           = local.v.iso_path
-  iso_checksum      = local.v.iso_checksum
-  boot_wait         = var.boot_wait[local.v.arch]
-  boot_key_interval = var.boot_key_interval
-  boot_command = [
-    "root<enter><wait${var.cmd_wait}>",
-    "setup-interfaces<enter><enter><enter><enter><enter><wait>",
-    "ifup eth0<enter><wait${var.cmd_wait}>",
-    "setup-sshd openssh<enter><wait${var.cmd_wait}>",
-    "echo 'PermitRootLogin yes' >> /etc/ssh/sshd_config<enter>",
-    "service sshd restart<enter><wait>",
-    "echo 'root:${var.builder_password}' | chpasswd<enter>",
-  ]
-  ssh_username     = "root"
-  ssh_password     = var.builder_password
-  ssh_timeout      = var.ssh_timeout
-  shutdown_command = "poweroff"
-  shutdown_timeout = var.shutdown_timeout
+  # Direct kernel boot (kernel, initramfs and command line in qemuargs, taken from the verified ISO by the
+  # build step): the initramfs fetches the apkovl from Packer's HTTP server, which brings up networking and
+  # sshd with a one-time key. No keys are typed, no fixed wait: the builder is ready when SSH answers.
+  # The ISO stays attached as the boot medium the initramfs installs its packages from.
+  iso_url              = local.v.iso_path
+  iso_checksum         = local.v.iso_checksum
+  disable_vnc          = true
+  boot_wait            = "0s"
+  http_directory       = local.v.http_directory
+  http_bind_address    = "127.0.0.1"
+  ssh_username         = "root"
+  ssh_private_key_file = local.v.ssh_key_file
+  ssh_timeout          = var.ssh_timeout
+  shutdown_command     = "poweroff"
+  shutdown_timeout     = var.shutdown_timeout
 
   # the blank target disk the setup scripts install onto
   output_directory   = local.v.output_directory

@@ -1,5 +1,4 @@
 // Public API of the local build module (Packer + QEMU, conversion, compression, checksums).
-import { randomUUID } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { access, constants, mkdir, rename, rm } from 'node:fs/promises';
 import { delimiter, join, resolve } from 'node:path';
@@ -33,6 +32,13 @@ import {
   type Runner,
   writeChecksum,
 } from './convert.js';
+import {
+  type BootFiles,
+  DEFAULT_BOOT_INITRD,
+  DEFAULT_BOOT_KERNEL,
+  extractBootFiles,
+  prepareBuilderBoot,
+} from './direct-boot.js';
 import { fetchText } from './download.js';
 import { ensureUefiFirmware, firmwarePath } from './firmware.js';
 import { fetchVerifiedIso, loadTrustedKeys, type TrustedKeys, type VerifiedIso } from './iso.js';
@@ -44,6 +50,7 @@ import {
   packerBuildArgs,
   packerEnv,
 } from './packer.js';
+import { consoleTail, PackerFailure, packerFailureMessage, stripTerminal } from './packer-output.js';
 import { type BuildState, formatElapsed, Progress, stateFromPackerLine } from './progress.js';
 import { acceleratorFromVarFiles, bootloaderOf, defaultCpus, packerVariant } from './variant.js';
 
@@ -116,16 +123,6 @@ async function chooseBuilders(
   }
   return out;
 }
-
-/** Lines of Packer's debug log that must not reach build.log: VNC typing logs typed text one key at a time. */
-const SECRET_LINES = /Sending char '|Special code '|Sending (?:key|keys?) /;
-
-/** Packer's UI output (-timestamp-ui): "2026-01-02T03:04:05Z: ==> alpine.qemu.alpine: text". */
-const UI_LINE = /^\d{4}-\d\d-\d\dT[\d:]+Z: (?:==> |--> |\s+)?(?:[\w.-]+: )?(.*)$/;
-
-/** UI lines that say nothing about why a build failed. */
-const NOISE =
-  /^(Provisioning step had errors|Deleting output directory|Running the cleanup provisioner|Gracefully halting|Waiting for|Build '|Some builds didn't|Builds finished|Wait completed|==>\s*$)/;
 
 class VariantLog {
   readonly path: string;
@@ -279,6 +276,7 @@ export async function buildLocal(
   const cpusAuto = defaultCpus(options.parallel);
 
   const isoOnce = once<VerifiedIso>();
+  const bootOnce = once<BootFiles>();
   const rootfsOnce = once<VerifiedIso>();
   const fwOnce = once<string>();
   const accelOnce = once<AccelChoice>();
@@ -298,6 +296,14 @@ export async function buildLocal(
     progress,
     builders,
     iso: (url) => isoOnce(url, () => fetchVerifiedIso(url, { cacheDir: join(workDir, 'iso'), trusted, log })),
+    bootFiles: (iso, kernel, initrd) =>
+      bootOnce(`${iso.path}\0${kernel}\0${initrd}`, () =>
+        extractBootFiles(
+          { path: iso.path, digest: iso.packerChecksum },
+          join(workDir, 'iso', `${iso.path.split('/').pop()}.boot`),
+          { kernel, initrd },
+        ),
+      ),
     minirootfs: (url) =>
       rootfsOnce(url, () =>
         fetchVerifiedIso(url, { cacheDir: join(workDir, 'minirootfs'), trusted, log, what: 'minirootfs' }),
@@ -363,6 +369,7 @@ interface Shared {
   cpusAuto: number;
   progress: Progress;
   iso(url: string): Promise<VerifiedIso>;
+  bootFiles(iso: VerifiedIso, kernel: string, initrd: string): Promise<BootFiles>;
   firmware(image: Image): Promise<string>;
   accelerator(arch: string): Promise<AccelChoice>;
 }
@@ -462,6 +469,14 @@ async function buildOne(image: Image, ctx: LocalBuildContext, sh: Shared): Promi
           },
         },
       ];
+      const q = c.qemu ?? {};
+      const inIso = (v: unknown, d: string) => (typeof v === 'string' && v ? v : d);
+      const bootFiles = await sh.bootFiles(
+        iso,
+        inIso(q.boot_kernel, DEFAULT_BOOT_KERNEL),
+        inIso(q.boot_initrd, DEFAULT_BOOT_INITRD),
+      );
+      vlog.note(`builder kernel ${bootFiles.kernel}, initramfs ${bootFiles.initrd} (from the verified ISO)`);
 
       let firmware: string | undefined;
       const fwSetting = typeof c.qemu?.firmware === 'string' ? c.qemu.firmware : '';
@@ -479,6 +494,12 @@ async function buildOne(image: Image, ctx: LocalBuildContext, sh: Shared): Promi
       const buildDir = join(options.workDir, 'packer', key);
       if (!sh.packer) throw new UserError('Packer was not set up for this run');
       await assembleTemplateDir(sh.templateDir, buildDir, sh.packer);
+      const boot = await prepareBuilderBoot(
+        buildDir,
+        bootFiles,
+        c.arch,
+        typeof q.boot_cmdline === 'string' ? q.boot_cmdline : '',
+      );
       const variant = packerVariant({
         image,
         scriptsDir: join(options.workDir, 'scripts'),
@@ -491,6 +512,7 @@ async function buildOne(image: Image, ctx: LocalBuildContext, sh: Shared): Promi
         serialLog,
         debug: options.debug,
         credentialUrls: [options.cdnUrl],
+        boot,
       });
       for (const p of [...variant.scripts, ...variant.script_dirs]) {
         try {
@@ -504,7 +526,12 @@ async function buildOne(image: Image, ctx: LocalBuildContext, sh: Shared): Promi
       const variantFile = join(buildDir, 'variant.json');
       await writeFileAtomic(variantFile, `${JSON.stringify(variant, null, 2)}\n`);
 
-      await runPacker(image, ctx, sh, buildDir, variantFile, vlog, set);
+      try {
+        await runPacker(image, ctx, sh, buildDir, variantFile, vlog, set, serialLog);
+      } finally {
+        // the one-time key is of no use once the builder VM is gone
+        await rm(boot.sshKeyFile, { force: true });
+      }
 
       await rename(join(outDir, 'image.qcow2'), image.localImage);
       await rm(outDir, { recursive: true, force: true });
@@ -522,7 +549,7 @@ async function buildOne(image: Image, ctx: LocalBuildContext, sh: Shared): Promi
     vlog.note(`built ${target.uploadPath} sha512 ${result.sha512}`);
     result.ok = true;
     result.elapsedMs = Date.now() - started;
-    set('done', formatElapsed(result.elapsedMs));
+    set('done');
   } catch (err) {
     result.error = errorMessage(err);
     result.elapsedMs = Date.now() - started;
@@ -544,6 +571,7 @@ async function runPacker(
   variantFile: string,
   vlog: VariantLog,
   set: (s: BuildState, detail?: string) => void,
+  serialLog?: string,
 ): Promise<void> {
   const { options, log } = ctx;
   const key = image.config.config_key;
@@ -564,44 +592,30 @@ async function runPacker(
     env: {
       ...packerEnv(options.workDir),
       PACKER_LOG: '1',
-      // the builder VM's one-time root password: only ever in Packer's environment (a sensitive variable)
-      PKR_VAR_builder_password: randomUUID(),
     },
     reject: false,
     all: true,
     buffer: false,
     stdin: 'ignore',
   });
-  // what to say when it fails: Packer's own error, and the last thing the VM or a script printed
-  let packerError = '';
-  const recent: string[] = [];
+  // what to say when it fails: Packer's own error, its last output and the VM's last console lines, found
+  // in lines stripped of terminal escapes whatever the colour setting (build.log holds plain text too)
+  const failure = new PackerFailure();
   if (child.all) {
     const rl = createInterface({ input: child.all, crlfDelay: Number.POSITIVE_INFINITY });
-    for await (const line of rl) {
-      if (SECRET_LINES.test(line)) continue;
+    for await (const raw of rl) {
+      const line = stripTerminal(raw);
+      if (!PackerFailure.loggable(line)) continue;
       vlog.raw(line);
       const st = stateFromPackerLine(line);
       if (st) set(st.state, st.detail);
-      const ui = UI_LINE.exec(line);
-      if (ui?.[1]) {
-        const text = ui[1].trim();
-        const err = /errored after [^:]*: (.*)$/.exec(text);
-        if (err?.[1]) packerError = err[1];
-        else if (text && !NOISE.test(text)) {
-          recent.push(text);
-          if (recent.length > 3) recent.shift();
-        }
-      }
+      failure.add(line);
       if (options.debug) log.debug({ variant: key }, line);
     }
   }
   const r = await child;
   if (r.exitCode !== 0) {
-    const detail = [packerError, recent.length ? `last output: ${recent.join(' | ')}` : '']
-      .filter(Boolean)
-      .join('; ');
-    throw new UserError(
-      `packer build failed (exit ${r.exitCode})${detail ? `: ${detail.slice(0, 600)}` : ''}`,
-    );
+    const consoleLines = await consoleTail(serialLog);
+    throw new UserError(packerFailureMessage(r.exitCode, failure.summary, consoleLines));
   }
 }

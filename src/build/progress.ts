@@ -12,7 +12,6 @@ export type BuildState =
   | 'firmware'
   | 'accelerator'
   | 'booting'
-  | 'typing'
   | 'waiting for ssh'
   | 'provisioning'
   | 'shutting down'
@@ -42,7 +41,6 @@ export function formatElapsed(ms: number): string {
 export function stateFromPackerLine(line: string): { state: BuildState; detail?: string } | undefined {
   if (/Starting VM, booting from CD-ROM|Starting VM, booting disk image|Starting VM/.test(line))
     return { state: 'booting' };
-  if (/Typing the boot command|Connecting to VM via VNC/.test(line)) return { state: 'typing' };
   if (/Waiting for SSH to become available/.test(line)) return { state: 'waiting for ssh' };
   const prov = /Provisioning with shell script: (\S+)/.exec(line);
   if (prov) return { state: 'provisioning', detail: prov[1]?.split('/').pop() };

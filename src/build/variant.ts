@@ -18,6 +18,10 @@ export interface PackerVariant {
   iso_path: string;
   iso_checksum: string;
   output_directory: string;
+  /** Packer's http_directory: the builder's apkovl */
+  http_directory: string;
+  /** the one-time private key root logs in with */
+  ssh_key_file: string;
   disk_size: string;
   accelerator: string;
   cpus: number;
@@ -126,6 +130,8 @@ export interface VariantInputs {
   debug: boolean;
   /** URLs whose credentials work/images.yaml holds redacted (the CDN URL): put back into REPOS */
   credentialUrls?: readonly string[];
+  /** direct kernel boot of the builder (-kernel/-initrd/-append), its apkovl and key */
+  boot: { qemuargs: string[][]; httpDirectory: string; sshKeyFile: string };
 }
 
 export function packerVariant(inp: VariantInputs): PackerVariant {
@@ -141,6 +147,8 @@ export function packerVariant(inp: VariantInputs): PackerVariant {
     args.push(['-bios', inp.firmware]);
   }
   if (!hasFlag(args, '-serial')) args.push(['-serial', `file:${inp.serialLog}`]);
+  // direct kernel boot: a -kernel of the config's own wins (with its -initrd/-append)
+  if (!hasFlag(args, '-kernel')) args.push(...inp.boot.qemuargs.map((a) => [...a]));
   // entropy for the builder: sshd and key generation do not stall waiting for the kernel's RNG under TCG
   if (!args.some((a) => a[0] === '-device' && a[1]?.startsWith('virtio-rng'))) {
     args.push(['-device', 'virtio-rng-pci']);
@@ -166,6 +174,8 @@ export function packerVariant(inp: VariantInputs): PackerVariant {
     iso_path: inp.isoPath,
     iso_checksum: inp.isoChecksum,
     output_directory: inp.outputDir,
+    http_directory: inp.boot.httpDirectory,
+    ssh_key_file: inp.boot.sshKeyFile,
     disk_size: diskSize(c.disk_size, k),
     accelerator: inp.accelerator,
     cpus: inp.cpus,

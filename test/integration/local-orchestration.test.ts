@@ -1,6 +1,8 @@
 // buildLocal's orchestration without booting VMs: a stand-in `packer` (test/fixtures/local/fake-packer) that
-// prints Packer-like output and makes an empty qcow2 (or fails for variants named *fail*). The ISO still comes
-// from a file:// mirror and is verified, and conversion, compression and checksums are real.
+// prints Packer-like output, coloured (the build runs with colour on), and makes an empty qcow2 (or fails for
+// variants named *fail*). The ISO still comes from a file:// mirror and is verified, its kernel and initramfs
+// are extracted for the direct kernel boot, and conversion, compression and checksums are real.
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,8 +15,8 @@ import { emptyState } from '../../src/state/image-state.js';
 import { LOCAL_FIXTURES, makeTestKey, memoryLog, publishIso, REPO_ROOT } from '../fixtures/local/mirror.js';
 import { sampleConfig } from '../fixtures/local/sample.js';
 
-const hasQemuImg = existsSync('/usr/bin/qemu-img');
-if (!hasQemuImg) console.warn('skipping local orchestration tests: qemu-img is not installed');
+const hasQemuImg = existsSync('/usr/bin/qemu-img') && existsSync('/usr/bin/xorriso');
+if (!hasQemuImg) console.warn('skipping local orchestration tests: qemu-img or xorriso is not installed');
 
 describe.skipIf(!hasQemuImg)('buildLocal orchestration (stand-in packer)', () => {
   let base: string;
@@ -33,8 +35,15 @@ describe.skipIf(!hasQemuImg)('buildLocal orchestration (stand-in packer)', () =>
       await writeFile(join(work, 'scripts', s), '#!/bin/sh\n');
     // a signed "ISO" on a local mirror, trusted through a --custom overlay's keys/
     const key = await makeTestKey();
+    // a small ISO with a "kernel" and an "initramfs" where Alpine's virt ISO has them
+    const isoDir = join(base, 'iso-root');
+    await mkdir(join(isoDir, 'boot'), { recursive: true });
+    await writeFile(join(isoDir, 'boot', 'vmlinuz-virt'), Buffer.alloc(64 * 1024, 7));
+    await writeFile(join(isoDir, 'boot', 'initramfs-virt'), Buffer.alloc(32 * 1024, 8));
     const iso = join(base, 'fake.iso');
-    await writeFile(iso, Buffer.alloc(256 * 1024, 9));
+    execFileSync('xorriso', ['-as', 'mkisofs', '-quiet', '-V', 'FAKE', '-o', iso, isoDir], {
+      stdio: 'ignore',
+    });
     const { cdnUrl } = await publishIso(join(base, 'cdn'), iso, {
       version: '3.24',
       release: '3.24.1',
@@ -84,7 +93,7 @@ describe.skipIf(!hasQemuImg)('buildLocal orchestration (stand-in packer)', () =>
       only: [],
       revise: false,
       useBroker: false,
-      color: false,
+      color: true,
       parallel: 2,
       vars: [vars],
       disable: [],
@@ -118,11 +127,15 @@ describe.skipIf(!hasQemuImg)('buildLocal orchestration (stand-in packer)', () =>
     ]);
   });
 
-  it('explains each failure and points at its full log', async () => {
+  it("explains each failure with Packer's error and the VM's last console lines, colour on", async () => {
     const fail = results[1]!;
     expect(fail.error).toMatch(
-      /packer build failed \(exit 1\): Script exited with non-zero exit status: 1\.; last output: .*\/dev\/vda is not blank/,
+      /^packer build failed \(exit 1\): Script exited with non-zero exit status: 1\.\n {2}last output: .*\/dev\/vda is not blank/,
     );
+    expect(fail.error).toContain(
+      "last lines on the builder VM's console:\n    builder: sshd: started\n    EXT4-fs (vda): VFS: Can't find ext4 filesystem",
+    );
+    expect(fail.error).not.toContain('\x1b');
     expect(fail.logFile).toBe(join(images[1]!.localDir, 'build.log'));
     expect(await readFile(fail.logFile, 'utf8')).toContain('/dev/vda is not blank');
     expect(logText).toContain(`two-fail: build failed; full log: ${fail.logFile}`);
@@ -168,7 +181,6 @@ describe.skipIf(!hasQemuImg)('buildLocal orchestration (stand-in packer)', () =>
       'iso',
       'accelerator',
       'booting',
-      'typing',
       'waiting for ssh',
       'provisioning (setup)',
       'converting (vhd)',
@@ -184,18 +196,26 @@ describe.skipIf(!hasQemuImg)('buildLocal orchestration (stand-in packer)', () =>
     expect(logText.match(/downloading alpine-virt-3\.24\.1-x86_64\.iso/g)).toHaveLength(1);
   });
 
-  it('keeps typed keys out of build.log and records the Packer command', async () => {
+  it('writes plain text to build.log and records the Packer command', async () => {
     const log = await readFile(join(images[0]!.localDir, 'build.log'), 'utf8');
     expect(log).toContain('Starting VM, booting from CD-ROM');
     expect(log).toMatch(
-      /\$ cd .*packer\/one-vhd && .*fake-packer build -timestamp-ui -color=false -var-file=.*build\.pkrvars\.hcl -var-file=.*fast\.pkrvars\.hcl \./,
+      /\$ cd .*packer\/one-vhd && .*fake-packer build -timestamp-ui -var-file=.*build\.pkrvars\.hcl -var-file=.*fast\.pkrvars\.hcl \./,
     );
-    expect(log).not.toContain('Sending char');
+    expect(log).not.toContain('\x1b');
+    expect(logText).not.toContain('\x1b');
     expect(log).toMatch(/\$ qemu-img convert -f qcow2 -O vpc -o subformat=fixed,force_size=on/);
     // the variant file Packer read
     const v = JSON.parse(await readFile(join(work, 'packer', 'one-vhd', 'variant.json'), 'utf8'));
     expect(v).toMatchObject({ accelerator: 'tcg', arch: 'x86_64', qemu_binary: 'qemu-system-x86_64' });
     expect(v.iso_checksum).toMatch(/^sha512:[0-9a-f]{128}$/);
     expect(v.environment).toContain('BUILD_NAME=aws_one-vhd-r3');
+    // direct kernel boot: the kernel and initramfs taken out of the verified ISO, the apkovl URL for Packer
+    const kernel = v.qemuargs.find((a: string[]) => a[0] === '-kernel')?.[1] as string;
+    expect(kernel).toMatch(/\/iso\/alpine-virt-3\.24\.1-x86_64\.iso\.boot\/vmlinuz$/);
+    expect((await readFile(kernel)).length).toBe(64 * 1024);
+    const append = v.qemuargs.find((a: string[]) => a[0] === '-append')?.[1] as string;
+    expect(append).toContain('apkovl=http://{{ .HTTPIP }}:{{ .HTTPPort }}/builder.apkovl.tar.gz');
+    expect(existsSync(join(v.http_directory, 'builder.apkovl.tar.gz'))).toBe(true);
   });
 });

@@ -5,6 +5,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { prepareBuilderBoot } from '../../src/build/direct-boot.js';
 import {
   assembleTemplateDir,
   detectPacker,
@@ -135,6 +136,11 @@ describe.skipIf(!installed)('the template with the installed Packer', () => {
       firmware: '/usr/share/ovmf/OVMF.fd',
       serialLog: join(dir, 'serial.log'),
       debug: false,
+      boot: await prepareBuilderBoot(
+        buildDir,
+        { kernel: join(dir, 'vmlinuz'), initrd: join(dir, 'initramfs') },
+        'x86_64',
+      ),
     });
     const variantFile = join(buildDir, 'variant.json');
     await writeFile(variantFile, JSON.stringify(variant));
@@ -143,12 +149,13 @@ describe.skipIf(!installed)('the template with the installed Packer', () => {
     const user = join(dir, 'user.pkrvars.hcl');
     await writeFile(
       user,
+      // boot_wait/cmd_wait: unused since the direct kernel boot, still accepted from old --vars files
       'memory = 2048\ncmd_wait = "2s"\nboot_wait = { x86_64 = "10s", aarch64 = "20s" }\n',
     );
     const out = execFileSync('packer', ['validate', `-var-file=${vars}`, `-var-file=${user}`, '.'], {
       cwd: buildDir,
       encoding: 'utf8',
-      env: { ...process.env, CHECKPOINT_DISABLE: '1', PKR_VAR_builder_password: 'x' },
+      env: { ...process.env, CHECKPOINT_DISABLE: '1' },
     });
     expect(out).not.toMatch(/warning|error/i);
   });

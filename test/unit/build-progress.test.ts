@@ -17,7 +17,6 @@ describe('progress', () => {
   it("reads the build phase from Packer's output", () => {
     const ts = '2026-11-22T09:40:03Z: ==> alpine.qemu.alpine: ';
     expect(stateFromPackerLine(`${ts}Starting VM, booting from CD-ROM`)).toEqual({ state: 'booting' });
-    expect(stateFromPackerLine(`${ts}Typing the boot command over VNC...`)).toEqual({ state: 'typing' });
     expect(stateFromPackerLine(`${ts}Waiting for SSH to become available...`)).toEqual({
       state: 'waiting for ssh',
     });

@@ -93,6 +93,18 @@ describe('packerVariant', () => {
     cpus: 2,
     serialLog: '/w/images/aws/k/serial.log',
     debug: false,
+    boot: {
+      qemuargs: [
+        ['-kernel', '/w/iso/x.iso.boot/vmlinuz'],
+        ['-initrd', '/w/iso/x.iso.boot/initramfs'],
+        [
+          '-append',
+          'console=ttyS0 ip=dhcp apkovl=http://{{ .HTTPIP }}:{{ .HTTPPort }}/builder.apkovl.tar.gz',
+        ],
+      ],
+      httpDirectory: '/w/packer/k/http',
+      sshKeyFile: '/w/packer/k/builder-key',
+    },
   };
 
   it('x86_64 UEFI: -bios firmware, serial log, entropy device, scripts under work/scripts', () => {
@@ -107,8 +119,11 @@ describe('packerVariant', () => {
     expect(v.qemuargs).toEqual([
       ['-bios', '/w/firmware/uefi-x86_64.bin'],
       ['-serial', 'file:/w/images/aws/k/serial.log'],
+      ...base.boot.qemuargs,
       ['-device', 'virtio-rng-pci'],
     ]);
+    expect(v.http_directory).toBe('/w/packer/k/http');
+    expect(v.ssh_key_file).toBe('/w/packer/k/builder-key');
     expect(v.scripts).toEqual(['/w/scripts/setup', '/w/scripts/setup-tiny', '/w/scripts/cleanup']);
     expect(v.script_dirs).toEqual(['/w/scripts/setup.d']);
     expect(v.disk_size).toBe('160M');
@@ -161,6 +176,13 @@ describe('packerVariant', () => {
     const v = packerVariant({ ...base, image: new Image(cfg, '/w'), firmware: '/w/f.bin' });
     expect(v.qemuargs.filter((a) => a[0] === '-bios')).toEqual([]);
     expect(v.qemuargs.filter((a) => a[0] === '-serial')).toEqual([['-serial', 'stdio']]);
+  });
+
+  it("direct kernel boot: a -kernel of the config wins over the ISO's", () => {
+    const cfg = sampleConfig({ qemu: { args: [['-kernel', '/my/vmlinuz']] } });
+    const v = packerVariant({ ...base, image: new Image(cfg, '/w') });
+    expect(v.qemuargs.filter((a) => a[0] === '-kernel')).toEqual([['-kernel', '/my/vmlinuz']]);
+    expect(v.qemuargs.filter((a) => a[0] === '-append')).toEqual([]);
   });
 
   it('rejects bad settings naming the variant', () => {
