@@ -14,14 +14,16 @@ import { createStoragePool, type StoragePool } from '../storage/index.js';
 import { supplyForRevise } from '../supply/files.js';
 import { lockWorkDir } from '../util/lock.js';
 import { redactText } from '../util/redact.js';
+import { collectArtifacts, formatArtifacts } from './artifacts.js';
 import { cloudCheck, configsStep } from './configs.js';
 import type { LocalBuild, RunContext, StepFailure } from './context.js';
 import { runRollback, runStep, undoImage } from './image-steps.js';
 import { matrixCommand } from './matrix.js';
 import { saveMetadata } from './persist.js';
-import { failureTable, planTable, regionTable } from './report.js';
+import { failureTable, regionTable } from './report.js';
 import { runSharded } from './sharded.js';
 import { IMAGE_STEPS } from './steps.js';
+import { planJson, planSummary, planSummaryLine, planTableFit, terminalWidth } from './tables.js';
 
 /**
  * The effects of a run, each replaceable so the whole pipeline runs in-process in a test (see
@@ -173,9 +175,16 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
   }
 
   await saveImagesYaml();
-  out(planTable(states));
-
   const idle = states.every((s) => s.plan.actions.length === 0);
+  const width = terminalWidth();
+  if (target === 'state' && options.json) {
+    out(JSON.stringify(planJson(states), null, 2));
+    return 0;
+  }
+  if (!options.json) {
+    out(planTableFit(states, width));
+    out(planSummaryLine(planSummary(states)));
+  }
   if (target === 'state') {
     if (idle) out('nothing to do');
     return 0;
@@ -201,7 +210,7 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
       ctx,
     );
     await saveImagesYaml();
-    return finish(failures, [], out);
+    return finish(failures, [], out, options.json === true);
   }
 
   if (idle) {
@@ -212,10 +221,12 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
   const failed = new Set<string>();
   const failures: StepFailure[] = [];
   const regionFailures: { image: string; failures: RegionFailure[] }[] = [];
+  const ran = new Map<Image, Set<string>>();
   for (const step of IMAGE_STEPS) {
     const todo = states
       .filter((s) => s.plan.actions.includes(step) && !failed.has(s.image.config.config_key))
       .map((s) => s.image);
+    for (const i of todo) ran.set(i, (ran.get(i) ?? new Set()).add(step));
     const outcome = await runStep(step, todo, ctx);
     if (step === 'local' && !options.publishUnchanged) holdUnchanged(states, todo, out);
     for (const f of outcome.failures) failed.add(f.configKey);
@@ -231,7 +242,11 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
       log.info({ files }, `release catalog written to ${dir}`);
     }
   }
-  return finish(failures, regionFailures, out);
+  if (!options.json) {
+    const made = formatArtifacts(collectArtifacts(ran, failed, options.workDir), options.workDir, width);
+    if (made) out(`\n${made}`);
+  }
+  return finish(failures, regionFailures, out, options.json === true);
 }
 
 function runFields(p: PlannedImage | undefined): Record<string, unknown> | undefined {
@@ -270,7 +285,36 @@ function finish(
   failures: readonly StepFailure[],
   regionFailures: readonly { image: string; failures: RegionFailure[] }[],
   out: (t: string) => void,
+  json = false,
 ): number {
+  if (json) {
+    // schema in docs/state.md ("Machine-readable output")
+    out(
+      JSON.stringify(
+        {
+          schema: 'cloud-image-builder/failures/v1',
+          ok: failures.length === 0,
+          failures: failures.map((f) => ({
+            image: f.imageName,
+            config_key: f.configKey,
+            step: f.step,
+            error: f.error,
+          })),
+          region_failures: regionFailures.flatMap((i) =>
+            i.failures.map((f) => ({
+              image: i.image,
+              region: f.region,
+              code: f.code ?? null,
+              error: f.error,
+            })),
+          ),
+        },
+        null,
+        2,
+      ),
+    );
+    return failures.length > 0 ? 1 : 0;
+  }
   if (regionFailures.length > 0) {
     out('\nPublishing failed in these regions:');
     out(regionTable(regionFailures));

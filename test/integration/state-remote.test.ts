@@ -67,7 +67,7 @@ describe.skipIf(Boolean(sshSkip))('state and upload over ssh:// (real sshd on 12
     const other = join(root, 'a-other');
     const st = await runBuild(['state', '--work-dir', other, ...args.slice(2)], { env: sshd.env });
     expect(st.code, st.stderr).toBe(0);
-    expect(st.stdout).toMatch(new RegExp(`${image.imageName}\\s+release\\s+upload`));
+    expect(st.stdout).toMatch(new RegExp(`${image.imageName}\\s+\\S+\\s+release\\s+upload`));
   });
 
   it('a run killed mid-transfer resumes with exactly one complete, checksum-valid copy', async () => {
@@ -159,7 +159,7 @@ describe('state and upload over s3:// (s3rver)', () => {
       env: s3.env,
     });
     expect(st.code, st.stderr).toBe(0);
-    expect(st.stdout).toMatch(new RegExp(`${image.imageName}\\s+release\\s+upload`));
+    expect(st.stdout).toMatch(new RegExp(`${image.imageName}\\s+\\S+\\s+release\\s+upload`));
   });
 
   it('a missing bucket is one clear error naming the URL', async () => {

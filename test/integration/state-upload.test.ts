@@ -83,7 +83,7 @@ describe('state and upload through the real CLI (file:// storage)', () => {
 
     const st = await runBuild(['state', ...cfg(work)]);
     expect(st.code, st.stderr).toBe(0);
-    expect(st.stdout).toMatch(new RegExp(`${image.imageName}\\s+upload release\\s+local`));
+    expect(st.stdout).toMatch(new RegExp(`${image.imageName}\\s+\\S+\\s+upload release\\s+local`));
     const planned = Object.values(await readImages(work))[0]!;
     expect(planned.actions).toEqual(['upload', 'release']);
 
@@ -108,7 +108,7 @@ describe('state and upload through the real CLI (file:// storage)', () => {
     const other = `${work}-other`;
     const st2 = await runBuild(['state', ...cfg(other)]);
     expect(st2.code, st2.stderr).toBe(0);
-    expect(st2.stdout).toMatch(new RegExp(`${image.imageName}\\s+release\\s+upload`));
+    expect(st2.stdout).toMatch(new RegExp(`${image.imageName}\\s+\\S+\\s+release\\s+upload`));
     const fetched = parse(
       await readFile(join(other, 'images', 'nocloud', image.config.image_key, image.metadataFile), 'utf8'),
     );
@@ -143,7 +143,7 @@ describe('state and upload through the real CLI (file:// storage)', () => {
     expect(await storedFiles(dir)).not.toContain(image.metadataFile);
 
     const st = await runBuild(['state', ...cfg(work)]);
-    expect(st.stdout).toMatch(new RegExp(`${image.imageName}\\s+upload release`));
+    expect(st.stdout).toMatch(new RegExp(`${image.imageName}\\s+\\S+\\s+upload release`));
     const resumed = await runBuild(['upload', ...cfg(work)]);
     expect(resumed.code, resumed.stderr).toBe(0);
     await expectCompleteCopy(image, dir);
@@ -158,7 +158,7 @@ describe('state and upload through the real CLI (file:// storage)', () => {
     const idle = await runBuild(['state', ...cfg(work)]);
     expect(idle.code, idle.stderr).toBe(0);
     expect(idle.stdout).toContain('nothing to do');
-    expect(idle.stdout).toMatch(new RegExp(`${image.imageName}\\s+-\\s+refused`));
+    expect(idle.stdout).toMatch(new RegExp(`${image.imageName}\\s+\\S+\\s+-\\s+refused`));
 
     const refused = await runBuild(['rollback', ...cfg(work)]);
     expect(refused.code).toBe(0);
