@@ -1,6 +1,7 @@
-import { accessSync, constants, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import {
   EXTRA_COMMANDS,
   type ExtraCommand,
@@ -40,13 +41,16 @@ function stepsHelp(): string {
     '',
     '(*) may not apply to or be implemented for all cloud providers',
     '',
-    'Environment:',
-    '  ALPINE_RELEASES_URL        default for --releases-url',
-    '  ALPINE_CDN_URL             default for --cdn-url',
-    '  BUILD_WORK_DIR             default for --work-dir',
+    'Environment (besides the option defaults marked "env:" above):',
     '  BUILD_TEST_TIMEOUT         test: seconds from QEMU start until SSH must answer (default 300, 480 aarch64)',
     '  AWS_* / AWS_ENDPOINT_URL*  AWS credentials and endpoint overrides (import, publish, s3:// storage)',
     '  IDENTITY_BROKER_ENDPOINT, IDENTITY_BROKER_API_KEY   identity broker (--use-broker)',
+    '  NO_COLOR, FORCE_COLOR      colour off / on (FORCE_COLOR=0: off) when neither --color nor --no-color',
+    '  COLUMNS                    width of the tables on a terminal',
+    '',
+    EXIT_CODES,
+    '',
+    'Per-step help: ./build STEP --help',
     '',
     'Examples:',
     '  ./build configs --releases-url file://$PWD/test/fixtures/releases.json',
@@ -57,7 +61,107 @@ function stepsHelp(): string {
   ].join('\n');
 }
 
-function makeProgram(env: NodeJS.ProcessEnv): Command {
+const EXIT_CODES = [
+  'Exit codes:',
+  '  0  done, or nothing to do',
+  '  1  a step failed for at least one image (see the summary), or bad configs, storage or credentials',
+  '  2  usage error: unknown step or option, bad option value',
+].join('\n');
+
+/** Which options matter to which step (per-step --help). The common ones apply to every step. */
+const COMMON = [
+  '--debug',
+  '--custom',
+  '--skip',
+  '--only',
+  '--log-format',
+  '--work-dir',
+  '--releases-url',
+  '--clean',
+  '--color',
+  '--no-color',
+  '--json',
+  '--help',
+];
+const STEP_OPTIONS: Record<string, string[]> = {
+  configs: [],
+  state: ['--revise', '--disable', '--parallel', '--cdn-url'],
+  rollback: ['--parallel', '--use-broker'],
+  local: ['--revise', '--parallel', '--vars', '--pad-uefi-bin-arch', '--cdn-url'],
+  upload: ['--revise', '--parallel', '--vars', '--pad-uefi-bin-arch', '--cdn-url'],
+  import: ['--revise', '--parallel', '--vars', '--disable', '--use-broker', '--cdn-url'],
+  sign: ['--revise', '--parallel', '--vars', '--disable', '--use-broker', '--cdn-url'],
+  publish: ['--revise', '--parallel', '--vars', '--disable', '--use-broker', '--cdn-url'],
+  release: ['--revise', '--parallel', '--vars', '--disable', '--use-broker', '--output', '--cdn-url'],
+  catalog: ['--output'],
+  prune: ['--really', '--use-broker'],
+};
+
+/** A whole number >= 1 (commander calls this with the raw value; the error becomes a usage error). */
+function positiveInt(flag: string): (v: string) => number {
+  return (v) => {
+    if (!/^\d+$/.test(v) || Number(v) < 1) {
+      throw new InvalidArgumentError(`${flag} ${v}: expected a positive whole number`);
+    }
+    return Number(v);
+  };
+}
+
+/** "cloud-image-builder 0.1.0 (commit abc1234)": the package version and the checkout's commit. */
+export function versionText(rootDir: string): string {
+  let version = 'unknown';
+  try {
+    version =
+      (JSON.parse(readFileSync(join(rootDir, 'package.json'), 'utf8')) as { version?: string }).version ??
+      version;
+  } catch {
+    // not in a checkout
+  }
+  let commit = process.env.CIB_COMMIT ?? '';
+  if (!commit) {
+    try {
+      commit = execFileSync('git', ['-C', rootDir, 'rev-parse', '--short=12', 'HEAD'], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+        timeout: 5000,
+      }).trim();
+      const dirty = execFileSync('git', ['-C', rootDir, 'status', '--porcelain', '--untracked-files=no'], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+        timeout: 5000,
+      }).trim();
+      if (dirty) commit += '-dirty';
+    } catch {
+      commit = 'unknown';
+    }
+  }
+  return `cloud-image-builder ${version} (commit ${commit}, node ${process.versions.node})\n`;
+}
+
+/** Help for one step: what it does, what runs before it, and only the options that matter to it. */
+function stepHelpText(program: Command, step: string): string {
+  const help = program.createHelp();
+  const wanted = new Set([...COMMON, ...(STEP_OPTIONS[step] ?? [])]);
+  const opts = program.options.filter((o) => wanted.has(o.long ?? ''));
+  const width = Math.max(...opts.map((o) => help.optionTerm(o).length));
+  const chain = (STEPS as readonly string[]).includes(step)
+    ? `Runs every step up to ${step} that an image still needs: ${STEPS.slice(0, STEPS.indexOf(step as Step) + 1).join(' → ')}.`
+    : 'Runs on its own (not part of the step chain).';
+  return [
+    `Usage: build ${step} [options]`,
+    '',
+    `${STEP_HELP[step as Step | ExtraCommand]}`,
+    chain,
+    '',
+    'Options:',
+    ...opts.map((o) => `  ${help.optionTerm(o).padEnd(width)}  ${help.optionDescription(o)}`),
+    '',
+    EXIT_CODES,
+    '',
+  ].join('\n');
+}
+
+function makeProgram(): Command {
   const program = new Command('build');
   program
     .description('Build, upload, import, sign, publish and release cloud images.')
@@ -77,39 +181,53 @@ function makeProgram(env: NodeJS.ProcessEnv): Command {
     .option('--use-broker', 'use the identity broker to get credentials', false)
     .option('--color', 'colour Packer and log output (default: when stderr is a terminal)')
     .option('--no-color', 'turn off Packer and log colour output')
-    .option('--parallel <n>', 'process N images in parallel', '1')
+    .addOption(
+      new Option('--parallel <n>', 'process N images in parallel')
+        .argParser(positiveInt('--parallel'))
+        .default(1),
+    )
     .option('--vars <file...>', 'supply Packer with -var-file(s)')
     .option('--disable <step...>', `disable optional steps (${OPTIONAL_STEPS.join(', ')})`)
-    .option(
-      '--releases-url <url>',
-      `Alpine releases.json, https:// or file:// (env ALPINE_RELEASES_URL; default ${DEFAULT_RELEASES_URL})`,
-      env.ALPINE_RELEASES_URL || DEFAULT_RELEASES_URL,
+    .addOption(
+      new Option('--releases-url <url>', 'Alpine releases.json, https:// or file://')
+        .env('ALPINE_RELEASES_URL')
+        .default(DEFAULT_RELEASES_URL),
     )
-    .option(
-      '--cdn-url <url>',
-      `Alpine mirror base URL, https:// or file:// (env ALPINE_CDN_URL; default ${DEFAULT_CDN_URL})`,
-      env.ALPINE_CDN_URL || DEFAULT_CDN_URL,
+    .addOption(
+      new Option('--cdn-url <url>', 'Alpine mirror base URL, https:// or file://')
+        .env('ALPINE_CDN_URL')
+        .default(DEFAULT_CDN_URL),
     )
     .addOption(
       new Option('--log-format <format>', 'log format').choices(['pretty', 'json']).default('pretty'),
     )
-    .option(
-      '--work-dir <dir>',
-      'work directory (env BUILD_WORK_DIR; default <repo>/work)',
-      env.BUILD_WORK_DIR,
+    .addOption(
+      new Option('--work-dir <dir>', 'work directory')
+        .env('BUILD_WORK_DIR')
+        .default(undefined, '<repo>/work'),
     )
     .option('--output <dir>', 'catalog: output directory (default: work/catalog or catalog_dir)')
-    .option('--really', 'prune: really remove what the policy selects (default: list only)', false)
+    .option('--really', 'prune: really remove what the policy selects (default: list only)')
+    .option('--json', 'state, prune, failures: print JSON on stdout instead of tables')
     .option('--shard <i/n>', 'work as worker I of N over the shared storage, with leases (docs/scale-out.md)')
     .option('--run-id <id>', 'sharded: id of the CI run the workers belong to (default: from the CI)')
     .option('--lease-ttl <seconds>', 'sharded: lease time-to-live (default 300)')
     .option('--ci <system>', 'matrix: github or gitlab')
     .option('--shards <n>', 'matrix: number of jobs (default: one per image, at most 256)')
     .option('--job-step <step>', 'matrix: the step each job runs with --shard (default publish)')
+    .option('-V, --version', 'print the version and the commit it was built from')
     .addHelpText('after', stepsHelp())
     .showSuggestionAfterError(true)
     .allowExcessArguments(false);
   return program;
+}
+
+/** Colour when neither --color nor --no-color is given: FORCE_COLOR (0 = off), then NO_COLOR, then a terminal. */
+export function colorFromEnv(env: NodeJS.ProcessEnv, isTty: boolean): boolean {
+  const force = env.FORCE_COLOR;
+  if (force !== undefined) return force !== '0' && force !== 'false';
+  if (env.NO_COLOR) return false;
+  return isTty;
 }
 
 function checkDir(flag: string, dir: string, rootDir: string): string {
@@ -266,7 +384,17 @@ export function parseArgs(
     err: (s) => process.stderr.write(s),
   },
 ): ParsedArgs | HelpShown {
-  const program = makeProgram(env);
+  const program = makeProgram();
+  const allSteps: readonly string[] = [...STEPS, ...EXTRA_COMMANDS];
+  if (argv.includes('--version') || argv.includes('-V')) {
+    io.out(versionText(rootDir));
+    return { helpShown: true, exitCode: 0 };
+  }
+  const helpStep = argv.find((a) => allSteps.includes(a));
+  if (helpStep && (argv.includes('--help') || argv.includes('-h'))) {
+    io.out(stepHelpText(program, helpStep));
+    return { helpShown: true, exitCode: 0 };
+  }
   program.exitOverride();
   program.configureOutput({
     writeOut: io.out,
@@ -282,14 +410,24 @@ export function parseArgs(
         return { helpShown: true, exitCode: 0 };
       }
       if (err.code === 'commander.help') return { helpShown: true, exitCode: 0 };
-      throw new UsageError(err.message.replace(/^error: /, ''));
+      // an argParser's own message names the flag and what was expected
+      const own = /^error: option '[^']*' argument '[^']*' is invalid\. (.*)$/.exec(err.message);
+      throw new UsageError(own?.[1]?.startsWith('--') ? own[1] : err.message.replace(/^error: /, ''));
     }
     throw err;
   }
   const step = program.args[0] ?? '';
-  const allCommands: readonly string[] = [...STEPS, ...EXTRA_COMMANDS];
-  if (!allCommands.includes(step)) {
-    throw new UsageError(`unknown step '${step}': expected one of ${allCommands.join(', ')}`);
+  if (!allSteps.includes(step)) {
+    throw new UsageError(`unknown step '${step}': expected one of ${allSteps.join(', ')}`);
+  }
+  // defaults from the environment passed in (commander's Option.env() reads process.env; the same in a real run)
+  for (const [name, v] of [
+    ['releasesUrl', 'ALPINE_RELEASES_URL'],
+    ['cdnUrl', 'ALPINE_CDN_URL'],
+    ['workDir', 'BUILD_WORK_DIR'],
+  ] as const) {
+    const source = program.getOptionValueSource(name);
+    if ((source === 'default' || source === undefined) && env[v]) program.setOptionValue(name, env[v]);
   }
   const o = program.opts<
     {
@@ -302,7 +440,7 @@ export function parseArgs(
       revise: boolean;
       useBroker: boolean;
       color?: boolean;
-      parallel: string;
+      parallel: number;
       vars?: string[];
       disable?: string[];
       releasesUrl: string;
@@ -310,17 +448,15 @@ export function parseArgs(
       logFormat: 'pretty' | 'json';
       workDir?: string;
       output?: string;
-      really: boolean;
+      really?: boolean;
+      json?: boolean;
       publishUnchanged: boolean;
     } & ScaleOutFlags
   >();
   const warnings: string[] = [];
   checkNoSwallowedFlags(o);
 
-  if (!/^\d+$/.test(o.parallel) || Number(o.parallel) < 1) {
-    throw new UsageError(`--parallel ${o.parallel}: expected a positive whole number`);
-  }
-  if (Number(o.parallel) > MAX_PARALLEL) {
+  if (o.parallel > MAX_PARALLEL) {
     throw new UsageError(`--parallel ${o.parallel}: expected a whole number from 1 to ${MAX_PARALLEL}`);
   }
   if (step === 'rollback' && o.revise) {
@@ -367,7 +503,7 @@ export function parseArgs(
     workDir,
   );
   if (o.output !== undefined) checkWritableDir('--output', resolve(process.cwd(), o.output));
-  const color = o.color ?? Boolean(process.stderr.isTTY && !env.NO_COLOR);
+  const color = o.color ?? colorFromEnv(env, Boolean(process.stderr.isTTY));
 
   const options: BuildOptions = Object.freeze({
     command: step as Step | ExtraCommand,
@@ -380,7 +516,7 @@ export function parseArgs(
     revise: o.revise,
     useBroker: o.useBroker,
     color,
-    parallel: Number(o.parallel),
+    parallel: o.parallel,
     vars: Object.freeze(vars),
     disable: Object.freeze([...disable]),
     releasesUrl: checkUrl('--releases-url', o.releasesUrl),
@@ -389,7 +525,8 @@ export function parseArgs(
     rootDir,
     workDir,
     ...(o.output !== undefined ? { output: resolve(process.cwd(), o.output) } : {}),
-    really: o.really,
+    really: o.really === true,
+    json: o.json === true,
     ...(scaleOut ? { scaleOut } : {}),
     publishUnchanged: o.publishUnchanged,
   });

@@ -35,6 +35,8 @@ export interface BuildOptions {
   readonly scaleOut?: ScaleOutOptions;
   /** upload, import and publish a --revise build whose content equals the released revision's */
   readonly publishUnchanged?: boolean;
+  /** state, prune and the failure summary: JSON on stdout instead of tables (schemas in docs/state.md) */
+  readonly json?: boolean;
 }
 
 /** Options of sharded runs and of the matrix command (docs/scale-out.md). */

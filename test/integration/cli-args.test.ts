@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseArgs } from '../../src/cli/args.js';
+import { colorFromEnv, parseArgs } from '../../src/cli/args.js';
 import { ROOT, runBuild } from '../helpers/cli.js';
 
 describe('./build argument checks (real CLI)', () => {
@@ -92,7 +92,62 @@ describe('./build argument checks (real CLI)', () => {
   });
 });
 
+describe('./build as the ecosystem expects', () => {
+  it('--version prints the version and the commit', async () => {
+    const r = await runBuild(['--version']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^cloud-image-builder \d+\.\d+\.\d+ \(commit [0-9a-f]{7,}(-dirty)?, node \d+/);
+  });
+
+  it('STEP --help shows that step, its options only, and the exit codes', async () => {
+    const r = await runBuild(['prune', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^Usage: build prune \[options\]/);
+    expect(r.stdout).toContain('--really');
+    expect(r.stdout).toContain('--only');
+    expect(r.stdout).not.toContain('--vars');
+    expect(r.stdout).toContain('Exit codes:');
+    const l = await runBuild(['local', '--help']);
+    expect(l.stdout).toContain('configs → state → rollback → local');
+    expect(l.stdout).toContain('--vars');
+  });
+
+  it('--help shows each environment variable once, with its option, and the exit codes', async () => {
+    const r = await runBuild(['--help']);
+    for (const v of ['ALPINE_RELEASES_URL', 'ALPINE_CDN_URL', 'BUILD_WORK_DIR']) {
+      expect(r.stdout.split(v).length - 1).toBe(1);
+    }
+    expect(r.stdout.replace(/\s+/g, ' ')).toContain(
+      '--cdn-url <url> Alpine mirror base URL, https:// or file:// (default: "https://dl-cdn.alpinelinux.org/alpine", env: ALPINE_CDN_URL)',
+    );
+    expect(r.stdout).toContain('Exit codes:');
+    expect(r.stdout).toContain('FORCE_COLOR');
+  });
+});
+
+const io = { out: () => {}, err: () => {} };
 describe('parseArgs', () => {
+  it('parses --parallel as a number', () => {
+    const r = parseArgs(['state', '--parallel', '3'], {}, ROOT, io);
+    if ('helpShown' in r) throw new Error('unexpected help');
+    expect(r.options.parallel).toBe(3);
+    const d = parseArgs(['state'], {}, ROOT, io);
+    if ('helpShown' in d) throw new Error('unexpected help');
+    expect(d.options.parallel).toBe(1);
+  });
+
+  it('colour: FORCE_COLOR, NO_COLOR, else the terminal', () => {
+    expect(colorFromEnv({ FORCE_COLOR: '1' }, false)).toBe(true);
+    expect(colorFromEnv({ FORCE_COLOR: '' }, false)).toBe(true);
+    expect(colorFromEnv({ FORCE_COLOR: '0' }, true)).toBe(false);
+    expect(colorFromEnv({ NO_COLOR: '1' }, true)).toBe(false);
+    expect(colorFromEnv({}, true)).toBe(true);
+    expect(colorFromEnv({}, false)).toBe(false);
+    const r = parseArgs(['state'], { FORCE_COLOR: '1' }, ROOT, io);
+    if ('helpShown' in r) throw new Error('unexpected help');
+    expect(r.options.color).toBe(true);
+  });
+
   const io = { out: () => {}, err: () => {} };
   it('--disable import also disables publish, with a warning', () => {
     const r = parseArgs(['publish', '--disable', 'import'], {}, ROOT, io);
