@@ -14,12 +14,14 @@ import {
   lstat,
   mkdir,
   readdir,
+  readFile,
   readlink,
   realpath,
   rename,
   rm,
   stat,
   symlink,
+  writeFile,
 } from 'node:fs/promises';
 import { basename, dirname, join, normalize, relative, resolve } from 'node:path';
 import type { Logger } from 'pino';
@@ -234,6 +236,55 @@ function overwriteError(
   );
 }
 
+/** Which --custom overlays an installed work/configs or work/scripts came from (absent: an older work dir). */
+export const OVERLAY_RECORD = '.overlays.json';
+
+async function realCustom(custom: readonly string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const d of custom) {
+    try {
+      out.push(await realpath(resolve(d)));
+    } catch {
+      throw new UserError(`--custom ${d}: directory does not exist`);
+    }
+  }
+  return out;
+}
+
+async function readOverlayRecord(dir: string): Promise<string[] | undefined> {
+  try {
+    const j = JSON.parse(await readFile(join(dir, OVERLAY_RECORD), 'utf8')) as { custom?: unknown };
+    return Array.isArray(j.custom) ? j.custom.map(String) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function listed(dirs: readonly string[]): string {
+  return dirs.length ? dirs.map(shown).join(' ') : '(none)';
+}
+
+/**
+ * An existing work/<overlay> is used as it is; when this run names --custom overlays they must be the ones it
+ * was installed from, or the new ones would be silently ignored.
+ */
+async function checkInstalledFrom(
+  workDir: string,
+  overlay: WorkOverlay,
+  custom: readonly string[],
+): Promise<void> {
+  if (custom.length === 0) return;
+  const want = await realCustom(custom);
+  const have = await readOverlayRecord(join(workDir, overlay));
+  if (have && have.length === want.length && have.every((d, i) => d === want[i])) return;
+  const where = shown(join(workDir, overlay));
+  throw new UserError(
+    have
+      ? `${where} was installed from --custom ${listed(have)}, not from --custom ${listed(want)}: overlays are installed only into a fresh work directory; add --clean to reinstall it from the repository and --custom ${listed(want)} (caches are kept)`
+      : `${where} was installed by an earlier version that did not record its overlays, so --custom ${listed(want)} cannot be checked against it; add --clean to reinstall it (caches are kept)`,
+  );
+}
+
 /**
  * Stage the overlays that work/ needs (all of them with --clean), without touching anything else in work/.
  * Stale staging directories of earlier, interrupted runs are removed.
@@ -247,7 +298,10 @@ export async function stageWorkDir(opts: StageOptions): Promise<Staged> {
   const needed: WorkOverlay[] = [];
   for (const o of WORK_OVERLAYS) {
     if (opts.clean || !(await isDir(join(workDir, o)))) needed.push(o);
-    else log.info(`using existing ${shown(join(workDir, o))}`);
+    else {
+      await checkInstalledFrom(workDir, o, opts.custom);
+      log.info(`using existing ${shown(join(workDir, o))}`);
+    }
   }
   const dir = join(workDir, `${STAGE_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`);
   const origins = new Map<string, string>();
@@ -260,8 +314,11 @@ export async function stageWorkDir(opts: StageOptions): Promise<Staged> {
   if (needed.length > 0) {
     const sources = await uniqueSources(opts.rootDir, opts.custom);
     try {
-      for (const o of needed)
+      const record = `${JSON.stringify({ custom: await realCustom(opts.custom) }, null, 2)}\n`;
+      for (const o of needed) {
         await installOverlay(o, sources, join(dir, o), shown(join(workDir, o)), origins, log);
+        await writeFile(join(dir, o, OVERLAY_RECORD), record);
+      }
     } catch (err) {
       await discard();
       throw err;

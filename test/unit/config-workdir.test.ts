@@ -85,6 +85,7 @@ describe('installing work/configs and work/scripts', () => {
     await prepareWorkDir(ctx(root, work, [o1, o2]));
     expect(await listTree(work)).toEqual([
       'configs/',
+      'configs/.overlays.json',
       'configs/alpine.yaml',
       'configs/cloud/',
       'configs/cloud/aws.yaml',
@@ -93,6 +94,7 @@ describe('installing work/configs and work/scripts', () => {
       'configs/extra/more.yaml',
       'configs/images.yaml -> alpine.yaml',
       'scripts/',
+      'scripts/.overlays.json',
       'scripts/setup',
       'scripts/setup-mine',
       'scripts/setup.d/',
@@ -100,6 +102,31 @@ describe('installing work/configs and work/scripts', () => {
     ]);
     expect((await stat(join(work, 'scripts/setup'))).mode & 0o777).toBe(0o755);
     expect(await readFile(join(work, 'configs/cloud/mine.yaml'), 'utf8')).toBe('cloud_name: Mine\n');
+  });
+
+  it('refuses --custom on a work dir installed from other overlays, naming both lists and --clean', async () => {
+    const root = await repo();
+    const o1 = await tree({ 'configs/cloud/mine.yaml': 'cloud_name: Mine\n' });
+    const o2 = await tree({ 'configs/cloud/other.yaml': 'cloud_name: Other\n' });
+    const work = await tree({});
+    await prepareWorkDir(ctx(root, work, [o1]));
+    // the same overlays again, or none named: the installed work dir is used as it is
+    await prepareWorkDir(ctx(root, work, [o1]));
+    await prepareWorkDir(ctx(root, work, []));
+    const err = await prepareWorkDir(ctx(root, work, [o2])).then(
+      () => undefined,
+      (e: Error) => e.message,
+    );
+    expect(err).toContain(`was installed from --custom ${o1}, not from --custom ${o2}`);
+    expect(err).toContain('add --clean');
+    expect(await readFile(join(work, 'configs/cloud/mine.yaml'), 'utf8')).toBe('cloud_name: Mine\n');
+    // --clean reinstalls from the new list
+    await prepareWorkDir(ctx(root, work, [o2], true));
+    expect((await listTree(work)).filter((l) => l.startsWith('configs/cloud/'))).toEqual([
+      'configs/cloud/',
+      'configs/cloud/aws.yaml',
+      'configs/cloud/other.yaml',
+    ]);
   });
 
   it('an overlay’s images.yaml or images.conf (a same-directory symlink) replaces the selector', async () => {
@@ -166,7 +193,12 @@ describe('installing work/configs and work/scripts', () => {
     const work = await tree({ 'configs/mine.yaml': 'edited: true\n' });
     await prepareWorkDir(ctx(root, work, []));
     expect(await listTree(join(work, 'configs'))).toEqual(['mine.yaml']);
-    expect(await listTree(join(work, 'scripts'))).toEqual(['setup', 'setup.d/', 'setup.d/fstab']);
+    expect(await listTree(join(work, 'scripts'))).toEqual([
+      '.overlays.json',
+      'setup',
+      'setup.d/',
+      'setup.d/fstab',
+    ]);
   });
 
   it('--clean empties work/ but keeps caches and the lock, then installs afresh', async () => {
