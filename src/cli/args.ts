@@ -94,7 +94,7 @@ const STEP_OPTIONS: Record<string, string[]> = {
   publish: ['--revise', '--parallel', '--vars', '--disable', '--use-broker', '--cdn-url'],
   release: ['--revise', '--parallel', '--vars', '--disable', '--use-broker', '--output', '--cdn-url'],
   catalog: ['--output'],
-  prune: ['--really', '--use-broker'],
+  prune: ['--really', '--storage-only', '--use-broker'],
 };
 
 /** A whole number >= 1 (commander calls this with the raw value; the error becomes a usage error). */
@@ -208,6 +208,7 @@ function makeProgram(): Command {
     )
     .option('--output <dir>', 'catalog: output directory (default: work/catalog or catalog_dir)')
     .option('--really', 'prune: really remove what the policy selects (default: list only)')
+    .option('--storage-only', 'prune: only storage, no cloud is listed (needs no cloud credentials)')
     .option('--json', 'state, prune, failures: print JSON on stdout instead of tables')
     .option('--shard <i/n>', 'work as worker I of N over the shared storage, with leases (docs/scale-out.md)')
     .option('--run-id <id>', 'sharded: id of the CI run the workers belong to (default: from the CI)')
@@ -449,6 +450,7 @@ export function parseArgs(
       workDir?: string;
       output?: string;
       really?: boolean;
+      storageOnly?: boolean;
       json?: boolean;
       publishUnchanged: boolean;
     } & ScaleOutFlags
@@ -463,10 +465,9 @@ export function parseArgs(
     throw new UsageError('--revise cannot be used with the rollback step');
   }
   if (o.really && step !== 'prune') throw new UsageError('--really is only valid with the prune command');
-  if ((step === 'prune' || step === 'catalog') && (o.only?.length || o.skip?.length)) {
-    throw new UsageError(
-      `--only and --skip are not valid with the ${step} command (it works on every variant)`,
-    );
+  // --only/--skip narrow prune and catalog as they narrow every other step
+  if (o.storageOnly && step !== 'prune') {
+    throw new UsageError('--storage-only is only valid with the prune command');
   }
   if (o.output !== undefined && step !== 'catalog' && step !== 'release' && step !== 'matrix') {
     throw new UsageError('--output is only valid with the catalog, release and matrix commands');
@@ -526,6 +527,7 @@ export function parseArgs(
     workDir,
     ...(o.output !== undefined ? { output: resolve(process.cwd(), o.output) } : {}),
     really: o.really === true,
+    storageOnly: o.storageOnly === true,
     json: o.json === true,
     ...(scaleOut ? { scaleOut } : {}),
     publishUnchanged: o.publishUnchanged,

@@ -35,6 +35,8 @@ export interface BuildOptions {
   readonly scaleOut?: ScaleOutOptions;
   /** upload, import and publish a --revise build whose content equals the released revision's */
   readonly publishUnchanged?: boolean;
+  /** prune: storage only, no cloud listed (no cloud credentials needed) */
+  readonly storageOnly?: boolean;
   /** state, prune and the failure summary: JSON on stdout instead of tables (schemas in docs/state.md) */
   readonly json?: boolean;
 }

@@ -9,7 +9,7 @@ import type { SignResult } from './sign.js';
 export type { Catalog, CatalogContext, CatalogEntry, CatalogResult } from './catalog.js';
 export { CATALOG_FILE, generateCatalog, SITE_FILE } from './catalog.js';
 export type { PruneContext, PruneItem, PruneReason } from './prune.js';
-export { formatPruneReport, planPrune } from './prune.js';
+export { formatPruneReport, planPrune, pruneJson } from './prune.js';
 export { releaseValues } from './release.js';
 export type { SignResult } from './sign.js';
 

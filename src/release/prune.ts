@@ -15,6 +15,8 @@ export interface PruneContext {
   readonly really: boolean;
   readonly now: Date;
   readonly log: Logger;
+  /** storage only: no cloud is listed (no cloud credentials needed); cloud images stay as they are */
+  readonly storageOnly?: boolean;
 }
 
 export type PruneReason = 'old-revision' | 'end-of-life' | 'unreleased' | 'leftover';
@@ -133,6 +135,10 @@ async function listClouds(ctx: PruneContext): Promise<ListedCloudImage[]> {
     }
     for (const project of projects) {
       let imgs: CloudImage[];
+      // said before the plugin looks up credentials, which can take a while (e.g. the AWS chain's IMDS probe)
+      ctx.log.info(
+        `prune: listing ${cloud} images of project ${project} (needs ${cloud} credentials; --storage-only skips the clouds)`,
+      );
       try {
         imgs = await plugin.listImages({ project }, ctx.cloudContext);
       } catch (err) {
@@ -163,6 +169,10 @@ export async function planPrune(ctx: PruneContext): Promise<{
   cloud: Map<PruneItem, ListedCloudImage>;
 }> {
   const now = ctx.now.getTime();
+  const urls = new Set(ctx.images.map((i) => i.storageUrl).filter(Boolean));
+  ctx.log.info(
+    `prune: checking storage of ${ctx.images.length} variant(s) (${urls.size} storage location(s))${ctx.storageOnly ? ', not the clouds (--storage-only)' : ''}`,
+  );
   const scan = await scanStorage(ctx.images, ctx.pool, ctx.log);
   if (scan.problems.length > 0) {
     // deciding without a revision's metadata could select the wrong revisions: fix storage first
@@ -171,7 +181,7 @@ export async function planPrune(ctx: PruneContext): Promise<{
         `prune again:\n  ${scan.problems.join('\n  ')}`,
     );
   }
-  const cloudImages = await listClouds(ctx);
+  const cloudImages = ctx.storageOnly ? [] : await listClouds(ctx);
   const table = new Map<string, KeyInfo>();
   const byName = new Map<string, StoredRevision>();
 
@@ -348,6 +358,27 @@ export async function prune(ctx: PruneContext): Promise<PruneItem[]> {
   const removed = items.filter((i) => i.removed).length;
   ctx.log.info(`prune: removed ${removed} of ${items.length} item(s)`);
   return items;
+}
+
+/** `prune --json`: schema documented in docs/prune.md. */
+export function pruneJson(items: readonly PruneItem[], really: boolean): object {
+  return {
+    schema: 'cloud-image-builder/prune/v1',
+    really,
+    items: items.map((i) => ({
+      where: i.where,
+      reason: i.reason,
+      what: i.what,
+      removed: i.removed,
+      error: i.error ?? null,
+      image_key: i.imageKey ?? null,
+      revision: i.revision ?? null,
+      name: i.name ?? null,
+      ...(i.where === 'storage'
+        ? { storage_url: i.storageUrl ?? null, files: i.files ?? [] }
+        : { cloud: i.cloud ?? null, region: i.region ?? null, id: i.id ?? null, public: i.public ?? null }),
+    })),
+  };
 }
 
 /** A plain-text report for stdout: one line per item, then totals per reason. */

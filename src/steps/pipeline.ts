@@ -6,7 +6,7 @@ import type { CloudContext, CloudPlugin, RegionFailure } from '../../clouds/type
 import type { BuildOptions } from '../cli/options.js';
 import { selectVariants, writeImagesYaml } from '../config/index.js';
 import type { ImagesFile } from '../config/types.js';
-import { formatPruneReport, prune, writeCatalog } from '../release/index.js';
+import { formatPruneReport, prune, pruneJson, writeCatalog } from '../release/index.js';
 import { Image } from '../state/image.js';
 import { stateAfter } from '../state/image-state.js';
 import { type PlannedImage, refreshState } from '../state/refresh.js';
@@ -94,16 +94,22 @@ export async function run(options: BuildOptions, log: Logger, deps: RunDeps = {}
 async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) => void): Promise<number> {
   const { options, log } = ctx;
   const all = Object.values(images).map((c) => new Image(c, options.workDir));
+  // --only/--skip narrow catalog and prune as they narrow every other step
+  const chosen =
+    options.only.length > 0 || options.skip.length > 0
+      ? selectVariants(images, options.only, options.skip).map((c) => new Image(c, options.workDir))
+      : all;
 
   if (options.command === 'catalog') {
     const outDir = options.output ?? catalogDir(all) ?? join(options.workDir, 'catalog');
-    const files = await writeCatalog({ images: all, pool: ctx.pool, outDir, log });
+    const files = await writeCatalog({ images: chosen, pool: ctx.pool, outDir, log });
     for (const f of files) out(f);
     return 0;
   }
   if (options.command === 'prune') {
     const items = await prune({
-      images: all,
+      images: chosen,
+      storageOnly: options.storageOnly === true,
       pool: ctx.pool,
       clouds: ctx.cloud,
       cloudContext: ctx.cloudContext,
@@ -111,7 +117,11 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
       now: ctx.now(),
       log,
     });
-    out(formatPruneReport(items, options.really).trimEnd());
+    out(
+      options.json
+        ? JSON.stringify(pruneJson(items, options.really), null, 2)
+        : formatPruneReport(items, options.really).trimEnd(),
+    );
     // an item that could not be removed fails the run
     return items.some((i) => i.error) ? 1 : 0;
   }

@@ -142,6 +142,10 @@ describe('release through the CLI', () => {
     expect(cat.stdout).toContain(join(out, 'catalog.json'));
     expect(cat.stdout).toContain(join(out, 'releases.yaml'));
     expect(JSON.parse(await readFile(join(out, 'catalog.json'), 'utf8')).images).toEqual(catalog.images);
+    const out2 = join(root, 'ok', 'catalog-skip');
+    const skipped = await runBuild(['catalog', ...args('--output', out2, '--skip', config.arch)]);
+    expect(skipped.code, skipped.stderr).toBe(0);
+    expect(JSON.parse(await readFile(join(out2, 'catalog.json'), 'utf8')).images).toEqual([]);
 
     // ./build prune: with later revisions in storage, r0 is an old revision and r2 an unreleased leftover
     await storeRevision(config, 1, { released: '2030-01-01T00:00:00Z' });
@@ -164,6 +168,21 @@ describe('release through the CLI', () => {
     expect(dry.stdout).toMatch(/old-revision/);
     expect(dry.stdout).toMatch(/unreleased/);
     expect(await treeFiles(storage)).toEqual(before);
+    // --json, on storage alone (no cloud listed), saying what it checks; --only narrows it like other steps
+    const js = await runBuild(['prune', ...args('--json', '--storage-only')]);
+    expect(js.code, js.stderr).toBe(0);
+    const pj = JSON.parse(js.stdout) as { schema: string; items: { where: string; reason: string }[] };
+    expect(pj.schema).toBe('cloud-image-builder/prune/v1');
+    expect(pj.items.map((i) => `${i.where} ${i.reason}`).sort()).toEqual([
+      'storage old-revision',
+      'storage unreleased',
+    ]);
+    expect(js.stderr).toMatch(
+      /prune: checking storage of \d+ variant\(s\) .*not the clouds \(--storage-only\)/,
+    );
+    const none = await runBuild(['prune', ...args('--skip', 'uefi')]);
+    expect(none.code, none.stderr).toBe(0);
+    expect(none.stdout.trim()).toBe('nothing to prune');
 
     const really = await runBuild(['prune', ...args('--really')]);
     expect(really.code, really.stderr).toBe(0);
