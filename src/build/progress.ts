@@ -1,6 +1,9 @@
-// Per-variant progress of `build local`: each variant's current state and elapsed time, logged on every state
-// change and as a periodic summary while builds run.
+// Per-variant progress of `build local`: each variant's current state and elapsed time. On a terminal a live
+// status block (one line per variant) is redrawn below the log; otherwise every state change is a plain log
+// line, with a periodic summary while builds run.
 import type { Logger } from 'pino';
+import type { HumanLog } from '../util/human-log.js';
+import { liveArea } from '../util/log.js';
 
 export type BuildState =
   | 'queued'
@@ -54,11 +57,29 @@ export class Progress {
   private timer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
   private readonly now: () => number;
+  private readonly live: HumanLog | undefined;
 
-  constructor(keys: readonly string[], log: Logger, now: () => number = Date.now) {
+  constructor(
+    keys: readonly string[],
+    log: Logger,
+    now: () => number = Date.now,
+    live: HumanLog | undefined = liveArea(log),
+  ) {
     this.log = log;
     this.now = now;
+    this.live = live;
     for (const k of keys) this.entries.set(k, { state: 'queued' });
+  }
+
+  /** The live status block: one line per variant, key, state and elapsed time. */
+  statusLines(): string[] {
+    const t = this.now();
+    const width = Math.max(...[...this.entries.keys()].map((k) => k.length));
+    return [...this.entries].map(([k, e]) => {
+      const el = e.started === undefined ? '' : formatElapsed((e.finished ?? t) - e.started);
+      const detail = e.detail && e.state !== 'failed' ? ` (${e.detail})` : '';
+      return `  ${k.padEnd(width)}  ${`${e.state}${detail}`.padEnd(28)} ${el}`;
+    });
   }
 
   set(key: string, state: BuildState, detail?: string): void {
@@ -72,6 +93,13 @@ export class Progress {
     this.entries.set(key, e);
     const elapsed = formatElapsed(t - (e.started ?? t));
     const msg = `${key}: ${state}${detail ? ` (${detail})` : ''} [${elapsed}]`;
+    if (this.live) {
+      // the status block shows every change; the log keeps the outcome
+      this.live.setStatus(this.statusLines());
+      if (state === 'done') this.log.info({ variant: key, state, elapsed }, msg);
+      else if (state !== 'failed') this.log.debug({ variant: key, state, elapsed }, msg);
+      return;
+    }
     if (state === 'failed') this.log.error({ variant: key, state, elapsed }, msg);
     else this.log.info({ variant: key, state, elapsed }, msg);
   }
@@ -99,8 +127,14 @@ export class Progress {
     return c;
   }
 
-  /** Log the summary every `ms` while builds run. */
+  /** Log the summary every `ms` while builds run (on a terminal: redraw the status block every second). */
   startTicker(ms: number): void {
+    if (this.live && !this.timer) {
+      this.live.setStatus(this.statusLines());
+      this.timer = setInterval(() => this.live?.setStatus(this.statusLines()), 1000);
+      this.timer.unref();
+      return;
+    }
     if (ms <= 0 || this.timer) return;
     this.timer = setInterval(
       () => this.log.info({ progress: this.counts() }, `progress: ${this.summary()}`),
@@ -112,5 +146,6 @@ export class Progress {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    this.live?.setStatus([]);
   }
 }

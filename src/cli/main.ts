@@ -47,7 +47,12 @@ async function main(): Promise<number> {
   }
   if ('helpShown' in parsed) return parsed.exitCode;
   const { options, warnings } = parsed;
-  const log = createLogger({ format: options.logFormat, debug: options.debug, color: options.color });
+  const log = createLogger({
+    format: options.logFormat,
+    debug: options.debug,
+    color: options.color,
+    ...(process.stderr.isTTY ? { width: process.stderr.columns || 80 } : {}),
+  });
   for (const w of warnings) log.warn(w);
   try {
     // loaded only now: --help and usage errors stay instant

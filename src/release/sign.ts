@@ -147,7 +147,11 @@ async function signInProcess(
 ): Promise<string> {
   const filePath = join(image.localDir, file);
   const fingerprint = hexFingerprint(key);
-  ctx.log.info({ image: image.imageName, fingerprint }, `signing ${file} with ${fingerprint} (signing_key)`);
+  ctx.log.info(
+    { image: image.imageName, fingerprint },
+    // the fingerprint is in the fields (--log-format json) and the metadata, not in the line a person reads
+    `signing ${file} with signing_key ${key.getUserIDs()[0] ?? fingerprint.slice(-16)}`,
+  );
   const message = await openpgp.createMessage({ binary: fileStream(filePath) });
   const out = await openpgp.sign({ message, signingKeys: key, detached: true, format: 'armored' });
   let armored = '';

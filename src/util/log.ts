@@ -1,5 +1,5 @@
 import pino, { type Logger } from 'pino';
-import pretty from 'pino-pretty';
+import { HumanLog } from './human-log.js';
 import { redactValue } from './redact.js';
 
 export type LogFormat = 'pretty' | 'json';
@@ -11,6 +11,16 @@ export interface LogOptions {
   color: boolean;
   /** where log lines go; stderr by default so stdout stays for reports */
   fd?: number;
+  /** the terminal's width for wrapping and the live status area (undefined: not a terminal) */
+  width?: number;
+}
+
+const human = new WeakMap<Logger, HumanLog>();
+
+/** The live status area of a human-format logger on a terminal, if there is one. */
+export function liveArea(log: Logger): HumanLog | undefined {
+  const h = human.get(log);
+  return h?.live ? h : undefined;
 }
 
 /** Keys whose values are never written to logs, wherever they appear in a log object. */
@@ -47,15 +57,16 @@ export function createLogger(opts: LogOptions): Logger {
   if (opts.format === 'json') {
     return pino({ level, redact, hooks, base: undefined }, pino.destination({ fd, sync: true }));
   }
-  const stream = pretty({
-    colorize: opts.color,
-    sync: true,
-    destination: fd,
-    translateTime: 'HH:MM:ss',
-    ignore: 'pid,hostname',
-    singleLine: true,
+  // one line per message for people; the fields stay in --log-format json
+  const dest = pino.destination({ fd, sync: true });
+  const stream = new HumanLog({
+    color: opts.color,
+    ...(opts.width !== undefined ? { width: opts.width } : {}),
+    write: (s) => dest.write(s),
   });
-  return pino({ level, redact, hooks, base: undefined }, stream);
+  const log = pino({ level, redact, hooks, base: undefined }, stream);
+  human.set(log, stream);
+  return log;
 }
 
 /** A logger that discards everything (for unit tests and library use). */
