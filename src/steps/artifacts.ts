@@ -19,20 +19,20 @@ export function collectArtifacts(
   const cloud: ArtifactRow[] = [];
   for (const [image, steps] of ran) {
     if (failed.has(image.config.config_key)) continue;
-    const c = image.config;
-    if (steps.has('local') && c.built) {
-      local.push({ image: c.config_key, where: 'local', what: relative(workDir, image.uploadPath) });
+    const st = image.state;
+    if (steps.has('local') && st.built) {
+      local.push({
+        image: image.config.config_key,
+        where: 'local',
+        what: relative(workDir, image.uploadPath),
+      });
     }
-    if (steps.has('publish') && c.artifacts && Object.keys(c.artifacts).length > 0) {
-      for (const [region, id] of Object.entries(c.artifacts).sort()) {
+    if (steps.has('publish') && st.artifacts && Object.keys(st.artifacts).length > 0) {
+      for (const [region, id] of Object.entries(st.artifacts).sort()) {
         cloud.push({ image: image.imageName, where: region, what: String(id) });
       }
-    } else if (steps.has('import') && c.import_id) {
-      cloud.push({
-        image: image.imageName,
-        where: String(c.import_region ?? '-'),
-        what: String(c.import_id),
-      });
+    } else if (steps.has('import') && st.import_id) {
+      cloud.push({ image: image.imageName, where: st.import_region ?? '-', what: st.import_id });
     }
   }
   return { local, cloud };

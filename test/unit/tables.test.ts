@@ -47,7 +47,7 @@ describe('plan table', () => {
     const lines = t.split('\n');
     expect(lines[0]).toMatch(/^IMAGE\s+CLOUD\s+ACTIONS\s+UNDO$/);
     expect(lines[1]).toMatch(
-      /^alpine-3\.24\.1-x86_64-uefi-tiny-r3\s+aws\s+local upload import sign publish release\s+-$/,
+      /^alpine-3\.24\.1-x86_64-uefi-tiny-r0\s+aws\s+local upload import sign publish release\s+-$/,
     );
     expect(lines[2]).toMatch(/\s+azure\s+publish\s+upload local$/);
     expect(lines[3]).toMatch(/\s+gcp\s+-\s+refused \(published\/released\)$/);
@@ -78,7 +78,7 @@ describe('plan table', () => {
     const j = planJson(rows) as { schema: string; images: Record<string, unknown>[] };
     expect(j.schema).toBe('cloud-image-builder/state/v1');
     expect(j.images[1]).toEqual({
-      image: 'alpine-3.24.1-x86_64-uefi-tiny-r3',
+      image: 'alpine-3.24.1-x86_64-uefi-tiny-r0',
       config_key: '3.24-x86_64-uefi-tiny-vm-azure',
       cloud: 'azure',
       revision: 0,
@@ -104,13 +104,15 @@ describe('plan table', () => {
 describe('artifacts table', () => {
   it('lists the image file of each built variant and the id per region of each published image', () => {
     const a = image('aws');
-    a.config.built = '2026-01-01T00:00:00Z';
+    a.record({ ...a.state, built: '2026-01-01T00:00:00Z' });
     const b = image('azure');
-    b.config.built = '2026-01-01T00:00:00Z';
-    b.config.artifacts = { 'us-east-1': 'ami-1', 'eu-west-1': 'ami-2' };
+    b.record({
+      ...b.state,
+      built: '2026-01-01T00:00:00Z',
+      artifacts: { 'us-east-1': 'ami-1', 'eu-west-1': 'ami-2' },
+    });
     const c = image('gcp');
-    c.config.import_id = 'img-9';
-    c.config.import_region = 'us-west1';
+    c.record({ ...c.state, import_id: 'img-9', import_region: 'us-west1' });
     const ran = new Map([
       [a, new Set(['local'])],
       [b, new Set(['local', 'publish'])],
@@ -118,10 +120,10 @@ describe('artifacts table', () => {
     ]);
     const art = collectArtifacts(ran, new Set(['3.24-x86_64-uefi-tiny-vm-azure']), '/w');
     expect(art.local.map((r) => r.what)).toEqual([
-      'images/aws/3.24-x86_64-uefi-tiny-vm-aws/alpine-3.24.1-x86_64-uefi-tiny-r3.vhd',
+      'images/aws/3.24-x86_64-uefi-tiny-vm-aws/alpine-3.24.1-x86_64-uefi-tiny-r0.vhd',
     ]);
     expect(art.cloud).toEqual([
-      { image: 'alpine-3.24.1-x86_64-uefi-tiny-r3', where: 'us-west1', what: 'img-9' },
+      { image: 'alpine-3.24.1-x86_64-uefi-tiny-r0', where: 'us-west1', what: 'img-9' },
     ]);
     const text = formatArtifacts(collectArtifacts(ran, new Set(), '/w'), '/w', 80);
     expect(text).toMatch(/^Built 2 image files \(under \/w\):\nVARIANT\s+FILE\n/);
