@@ -97,12 +97,14 @@ const STEP_OPTIONS: Record<string, string[]> = {
   prune: ['--really', '--storage-only', '--use-broker'],
 };
 
-/** A whole number >= 1 (commander calls this with the raw value; the error becomes a usage error). */
-function positiveInt(flag: string): (v: string) => number {
+/** A whole number from 1 to max (commander calls this with the raw value; the error becomes a usage error). */
+function positiveInt(flag: string, max: number): (v: string) => number {
   return (v) => {
     if (!/^\d+$/.test(v) || Number(v) < 1) {
       throw new InvalidArgumentError(`${flag} ${v}: expected a positive whole number`);
     }
+    if (Number(v) > max)
+      throw new InvalidArgumentError(`${flag} ${v}: expected a whole number from 1 to ${max}`);
     return Number(v);
   };
 }
@@ -183,7 +185,7 @@ function makeProgram(): Command {
     .option('--no-color', 'turn off Packer and log colour output')
     .addOption(
       new Option('--parallel <n>', 'process N images in parallel')
-        .argParser(positiveInt('--parallel'))
+        .argParser(positiveInt('--parallel', MAX_PARALLEL))
         .default(1),
     )
     .option('--vars <file...>', 'supply Packer with -var-file(s)')
@@ -458,9 +460,6 @@ export function parseArgs(
   const warnings: string[] = [];
   checkNoSwallowedFlags(o);
 
-  if (o.parallel > MAX_PARALLEL) {
-    throw new UsageError(`--parallel ${o.parallel}: expected a whole number from 1 to ${MAX_PARALLEL}`);
-  }
   if (step === 'rollback' && o.revise) {
     throw new UsageError('--revise cannot be used with the rollback step');
   }

@@ -70,11 +70,6 @@ describe('flags: one clear line naming the flag, exit 2 (item 6)', () => {
       ['local', '--only', '--revise'],
       /--only: expected a value, got the flag "--revise"/,
     ],
-    [
-      '--only with prune',
-      ['prune', '--only', 'x86_64'],
-      /--only and --skip are not valid with the prune command/,
-    ],
   ];
   it.each(cases)('%s', async (_name, args, message) => {
     const r = await runBuild(args);
