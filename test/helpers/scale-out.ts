@@ -7,7 +7,7 @@
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LOCAL_FIXTURES, makeTestKey, publishIso } from '../fixtures/local/mirror.js';
+import { fakeBuilderIso, LOCAL_FIXTURES, makeTestKey, publishIso } from '../fixtures/local/mirror.js';
 import { makeOverlay, RELEASES_URL } from './overlay.js';
 
 export interface ScaleOutFixture {
@@ -35,7 +35,7 @@ export async function scaleOutFixture(opts: {
   const base = await mkdtemp(join(tmpdir(), 'cib-scale-'));
   const key = await makeTestKey();
   const iso = join(base, 'fake.iso');
-  await writeFile(iso, Buffer.alloc(256 * 1024, 7));
+  await fakeBuilderIso(iso);
   const { cdnUrl } = await publishIso(join(base, 'cdn'), iso, {
     version: '3.24',
     release: '3.24.1',

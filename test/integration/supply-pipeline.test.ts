@@ -12,7 +12,7 @@ import * as openpgp from 'openpgp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import type { Catalog } from '../../src/release/index.js';
-import { LOCAL_FIXTURES, makeTestKey, publishIso } from '../fixtures/local/mirror.js';
+import { fakeBuilderIso, LOCAL_FIXTURES, makeTestKey, publishIso } from '../fixtures/local/mirror.js';
 import { runBuild } from '../helpers/cli.js';
 import { makeOverlay, RELEASES_URL } from '../helpers/overlay.js';
 import { alpineMirror, ext4Disk, installedRoot, SKIP_NO_MIRROR } from '../helpers/supply-root.js';
@@ -51,7 +51,7 @@ describe.skipIf(skip)('supply chain through ./build (stand-in packer, real Alpin
     ext4Disk(installedRoot(mirror!, [...PACKAGES, 'doas']), diskB);
     const key = await makeTestKey();
     const iso = join(base, 'fake.iso');
-    await writeFile(iso, Buffer.alloc(64 * 1024, 7));
+    await fakeBuilderIso(iso);
     const { cdnUrl } = await publishIso(join(base, 'cdn'), iso, {
       version: '3.24',
       release: '3.24.1',
