@@ -88,6 +88,7 @@ const STEP_OPTIONS: Record<string, string[]> = {
   state: ['--revise', '--disable', '--parallel', '--cdn-url'],
   rollback: ['--parallel', '--use-broker'],
   local: ['--revise', '--parallel', '--vars', '--pad-uefi-bin-arch', '--cdn-url'],
+  test: ['--revise', '--parallel', '--vars', '--pad-uefi-bin-arch', '--cdn-url', '--disable'],
   upload: ['--revise', '--parallel', '--vars', '--pad-uefi-bin-arch', '--cdn-url'],
   import: ['--revise', '--parallel', '--vars', '--disable', '--use-broker', '--cdn-url'],
   sign: ['--revise', '--parallel', '--vars', '--disable', '--use-broker', '--cdn-url'],
