@@ -186,7 +186,7 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
 
   await saveImagesYaml();
   const idle = states.every((s) => s.plan.actions.length === 0);
-  const width = terminalWidth();
+  const width = terminalWidth(ctx.env ?? {});
   if (target === 'state' && options.json) {
     out(JSON.stringify(planJson(states), null, 2));
     return 0;

@@ -98,7 +98,7 @@ describe('the pipeline in-process (file:// storage, a fake cloud, a stub build)'
 
     const imp = await buildStep('import', '--disable', 'test');
     expect(imp.code).toBe(0);
-    expect(imp.out).toMatch(/fake_alpine-3\.24\.\d+-x86_64-uefi-tiny-r0\s+local upload import/);
+    expect(imp.out).toMatch(/fake_alpine-3\.24\.\d+-x86_64-uefi-tiny-r0\s+fake\s+local upload import/);
     expect(builds).toHaveLength(1);
     const stored = (await readdir(storage)).sort();
     const meta = stored.find((f) => f.endsWith('-r0.yaml'))!;
