@@ -27,7 +27,7 @@ import { failureTable } from './report.js';
 import { IMAGE_STEPS, type ImageStep } from './steps.js';
 
 /** What happened to one image in this worker. */
-export type ShardResult = 'done' | 'up-to-date' | 'failed' | 'failed-elsewhere';
+export type ShardResult = 'done' | 'up-to-date' | 'failed' | 'failed-elsewhere' | 'lease-lost';
 
 export interface ShardedOutcome {
   results: Map<string, { image: Image; result: ShardResult; steps: ImageStep[]; note?: string }>;
@@ -253,6 +253,16 @@ async function workOn(
     error: errorMessage(err),
   });
   let steps: ImageStep[] = [];
+  // a worker that lost its lease has not failed the image: whoever took the lease over finishes it
+  const lostOr = (r: { result: ShardResult; steps: ImageStep[]; failures: StepFailure[] }) =>
+    lease.lost
+      ? {
+          result: 'lease-lost' as const,
+          steps,
+          failures: [],
+          note: 'lease lost; left to the worker that took it over',
+        }
+      : r;
   try {
     const [state] = await refreshState([image], {
       target,
@@ -278,16 +288,16 @@ async function workOn(
       if (!steps.includes(step)) continue;
       lease.check();
       const r = await runStep(step, [image], ictx);
-      if (r.failures.length > 0) return { result: 'failed', steps, failures: r.failures };
+      if (r.failures.length > 0) return lostOr({ result: 'failed', steps, failures: r.failures });
     }
     lease.check();
     return { result: 'done', steps, failures: [] };
   } catch (err) {
-    return {
+    return lostOr({
       result: 'failed',
       steps,
       failures: [fail(err instanceof LeaseLostError ? 'lease' : 'state', err)],
-    };
+    });
   }
 }
 
@@ -298,7 +308,7 @@ function shardReport(o: ShardedOutcome, own: Set<string>, total: number, request
       r.image.imageName,
       own.has(key) ? 'own' : 'other',
       r.result,
-      r.result === 'failed-elsewhere' ? (r.note ?? '') : r.steps.join(' ') || '-',
+      r.note ?? (r.steps.join(' ') || '-'),
     ]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));

@@ -270,7 +270,7 @@ describe.skipIf(!hasQemuImg)('sharded workers through ./build', { timeout: 300_0
           '--run-id',
           'run-2',
           '--lease-ttl',
-          '3',
+          '5',
           ...fx.args(join(fx.base, `w${i}`)),
         ],
         fx.env,

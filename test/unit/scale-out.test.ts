@@ -211,7 +211,7 @@ describe('scale-out flags', () => {
     [['matrix', '--ci', 'github', '--shards', '300'], /--shards 300: expected a whole number from 1 to 256/],
     [['matrix', '--ci', 'github', '--job-step', 'release'], /--job-step release: expected one of/],
     [['publish', '--ci', 'github'], /--ci is only valid with the matrix command/],
-    [['state', '--shard', '1/2'], /--shard is only valid with the steps local, upload/],
+    [['state', '--shard', '1/2'], /--shard is only valid with the steps local, (test, )?upload/],
     [['publish', '--lease-ttl', '5'], /--lease-ttl is only valid with --shard/],
     [['publish', '--shard', '1/2', '--lease-ttl', '0'], /--lease-ttl 0: expected a number of seconds/],
     [['publish', '--shard', '1/2', '--revise'], /--revise cannot be used with --shard/],
