@@ -1,7 +1,7 @@
 // Reading a built disk image without mounting it (these machines cannot mount partitions of loop devices):
 // qemu-img turns a qcow2 into a sparse raw file, sfdisk finds the root partition, and debugfs reads the ext4
 // filesystem at that offset: inode ownership and modes from `ls -p`, contents from `rdump` into a scratch tree.
-import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -173,10 +173,13 @@ export async function readDisk(image: string, format?: string): Promise<DiskCont
     }
     const offset = await rootPartitionOffset(raw);
     const spec = offset ? `${raw}?offset=${offset}` : raw;
-    const meta = await ext4Inodes(spec);
     const tree = join(scratch, 'root');
-    await run('mkdir', ['-p', tree], tree);
-    await run('debugfs', ['-R', `rdump / ${quote(tree)}`, spec], image);
+    await mkdir(tree);
+    // both only read the file system: the inode listing and the dump run side by side
+    const [meta] = await Promise.all([
+      ext4Inodes(spec),
+      run('debugfs', ['-R', `rdump / ${quote(tree)}`, spec], image),
+    ]);
     if (raw !== image) await rm(raw, { force: true });
     const fromTree = await manifestFromTree(tree, { exclude: DEFAULT_EXCLUDES, meta });
     // rdump leaves out device nodes, fifos and sockets: they come from the inode listing alone

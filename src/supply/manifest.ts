@@ -132,12 +132,14 @@ export async function manifestFromTree(root: string, opts: TreeOptions = {}): Pr
   const entries: ManifestEntry[] = [];
   const hashes: { entry: ManifestEntry; file: string }[] = [];
   const walk = async (dir: string, rel: string): Promise<void> => {
-    const names = (await readdir(dir)).sort();
-    for (const name of names) {
+    const names = (await readdir(dir)).filter((name) => !exclude.has(`${rel}/${name}`));
+    // a directory's entries are looked at together (the order of the manifest comes from its final sort)
+    const stats = await Promise.all(names.map((name) => lstat(join(dir, name))));
+    const subdirs: Promise<void>[] = [];
+    for (const [i, name] of names.entries()) {
       const path = `${rel}/${name}`;
-      if (exclude.has(path)) continue;
       const abs = join(dir, name);
-      const st = await lstat(abs);
+      const st = stats[i]!;
       const m = opts.meta?.get(path);
       const type = m?.type ?? typeOf(st.mode);
       const e: ManifestEntry = {
@@ -151,11 +153,16 @@ export async function manifestFromTree(root: string, opts: TreeOptions = {}): Pr
         e.size = st.size;
         hashes.push({ entry: e, file: abs });
       } else if (type === 'symlink') {
-        e.target = await readlink(abs);
+        subdirs.push(
+          readlink(abs).then((t) => {
+            e.target = t;
+          }),
+        );
       }
       entries.push(e);
-      if (type === 'dir') await walk(abs, path);
+      if (type === 'dir') subdirs.push(walk(abs, path));
     }
+    await Promise.all(subdirs);
   };
   const rootSt = await lstat(root);
   const rm = opts.meta?.get('/');

@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { substituteCdn } from '../build/chroot/plan.js';
 import type { Image } from '../state/image.js';
 import type { SupplyState } from '../state/image-state.js';
-import { hashFile, writeFileAtomic } from '../util/fs.js';
+import { hashFile, parseChecksum, writeFileAtomic } from '../util/fs.js';
 import { parseInstalledDb } from './apkdb.js';
 import { readDisk } from './disk.js';
 import { supplyFileNames, unchangedAs } from './files.js';
@@ -165,9 +165,12 @@ export async function produceSupplyChain(image: Image, ctx: SupplyContext): Prom
       disk.installedDb === undefined
         ? []
         : parseInstalledDb(disk.installedDb, `${image.localImage}:/lib/apk/db/installed`);
+    // the build has just written the image's .sha512: only its sha256 is still to compute
     const [sha256, sha512] = await Promise.all([
       hashFile(image.uploadPath, 'sha256'),
-      hashFile(image.uploadPath, 'sha512'),
+      readFile(`${image.uploadPath}.sha512`, 'utf8')
+        .then(parseChecksum)
+        .catch(() => hashFile(image.uploadPath, 'sha512')),
     ]);
     const subject = {
       name: image.imageName,
