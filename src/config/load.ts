@@ -4,7 +4,6 @@ import { readlink, realpath } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { lexists } from '../util/fs.js';
 import { ConfigError } from './errors.js';
-import { loadHoconTree } from './hocon-loader.js';
 import { SELECTORS } from './workdir.js';
 import { type LoadedTree, loadYamlTree } from './yaml-loader.js';
 
@@ -57,5 +56,8 @@ export async function findTopLevel(configsDir: string, display: (abs: string) =>
 }
 
 export async function loadTree(top: TopLevel, display: (abs: string) => string): Promise<LoadedTree> {
-  return top.format === 'hocon' ? await loadHoconTree(top.file, display) : loadYamlTree(top.file, display);
+  if (top.format !== 'hocon') return loadYamlTree(top.file, display);
+  // the HOCON parser loads only for HOCON trees
+  const { loadHoconTree } = await import('./hocon-loader.js');
+  return await loadHoconTree(top.file, display);
 }

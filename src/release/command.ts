@@ -1,6 +1,5 @@
 // Commands from configs (signing_cmd, release_cmd): split into arguments like a POSIX shell would (quotes and
 // backslashes only: no expansion, no operators), fill {placeholders} per argument, run without a shell.
-import { execa } from 'execa';
 import type { Logger } from 'pino';
 import { UserError } from '../util/errors.js';
 
@@ -208,6 +207,8 @@ export async function runCommand(argv: readonly string[], opts: RunOptions): Pro
   if (!file) throw new UserError(`${opts.what}: empty command`);
   const shown = displayArgv(argv);
   opts.log.debug({ cwd: opts.cwd }, `${opts.what}: running ${shown}`);
+  // execa loads only when a command runs
+  const { execa } = await import('execa');
   const r = await execa(file, args, {
     cwd: opts.cwd,
     env: opts.env,

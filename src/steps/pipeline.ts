@@ -18,7 +18,6 @@ import { collectArtifacts, formatArtifacts } from './artifacts.js';
 import { cloudCheck, configsStep } from './configs.js';
 import type { LocalBuild, RunContext, StepFailure } from './context.js';
 import { runRollback, runStep, undoImage } from './image-steps.js';
-import { matrixCommand } from './matrix.js';
 import { saveMetadata } from './persist.js';
 import { failureTable, regionTable } from './report.js';
 import { runSharded } from './sharded.js';
@@ -126,7 +125,10 @@ async function runCommand(images: ImagesFile, ctx: RunContext, out: (t: string) 
     return items.some((i) => i.error) ? 1 : 0;
   }
 
-  if (options.command === 'matrix') return matrixCommand(images, options, out);
+  if (options.command === 'matrix') {
+    const { matrixCommand } = await import('./matrix.js');
+    return matrixCommand(images, options, out);
+  }
   if (options.command === 'verify') {
     const { runVerify } = await import('./verify.js');
     const chosen = selectVariants(images, options.only, options.skip).map(
