@@ -17,7 +17,7 @@ import { emptyState, stateAfter } from '../../src/state/image-state.js';
 import { writeMetadata } from '../../src/state/metadata.js';
 import { BUILD, ROOT, runBuild } from '../helpers/cli.js';
 import { awsTestEnv, type Ec2Emulator, startEc2, writeFixedVhd } from '../helpers/ec2-emulator.js';
-import { makeOverlay, RELEASES_URL, readImages } from '../helpers/overlay.js';
+import { makeOverlay, passedBootTest, RELEASES_URL, readImages } from '../helpers/overlay.js';
 import { type S3rverHandle, startS3rver } from '../helpers/s3rver.js';
 
 let root: string;
@@ -54,7 +54,11 @@ async function prepare(name: string): Promise<{ work: string; image: Image }> {
   const r = await runBuild(['configs', ...args(work)]);
   expect(r.code, r.stderr).toBe(0);
   const config = Object.values(await readImages(work))[0]!;
-  const image = new Image(config, work, stateAfter.built(emptyState(0), '2026-11-20T10:00:00.000Z'));
+  const image = new Image(
+    config,
+    work,
+    passedBootTest(stateAfter.built(emptyState(0), '2026-11-20T10:00:00.000Z')),
+  );
   await writeFixedVhd(image.imagePath, 1);
   const sum = createHash('sha512')
     .update(await readFile(image.imagePath))
@@ -112,16 +116,31 @@ describe('aws hardening through ./build', { timeout: 240_000 }, () => {
     }
   });
 
-  it('SIGKILL from outside at moments during the import, each followed by a rerun: nothing left behind', async () => {
-    const emu = await startEc2({ s3Endpoint: s3.endpoint, latency: { importMs: 1500 } });
+  it('SIGKILL from outside mid-import (bucket made; import task running), each followed by a rerun: nothing left', async () => {
+    const emu = await startEc2({ s3Endpoint: s3.endpoint, latency: { importMs: 3000 } });
     try {
       const { work, image } = await prepare('kill-outside');
       const env = { ...process.env, NO_COLOR: '1', ...s3.env, ...awsTestEnv(emu.url) };
-      for (const delayMs of [1200, 2000]) {
-        const child = spawn(BUILD, ['import', ...args(work)], { cwd: ROOT, env, stdio: 'ignore' });
-        await new Promise((r) => setTimeout(r, delayMs));
+      const moments: [string, () => Promise<boolean>][] = [
+        ['the import bucket exists', async () => (await buckets()).some((b) => b.startsWith('cib-import-'))],
+        ['an import task is running', async () => emu.importTasks('us-west-2').length > 0],
+      ];
+      for (const [moment, reached] of moments) {
+        const child = spawn(BUILD, ['import', ...args(work)], {
+          cwd: ROOT,
+          env,
+          stdio: ['ignore', 'ignore', 'pipe'],
+        });
+        let err = '';
+        child.stderr?.on('data', (d) => {
+          err += String(d);
+        });
+        const exited = new Promise((r) => child.on('exit', r));
+        const deadline = Date.now() + 60_000;
+        while (!(await reached()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+        expect(await reached(), `${moment}\n${err}`).toBe(true);
         child.kill('SIGKILL');
-        await new Promise((r) => child.on('exit', r));
+        await exited;
       }
       const again = await runBuild(['import', ...args(work)], { env });
       expect(again.code, again.stderr).toBe(0);
@@ -213,7 +232,11 @@ describe('aws hardening through ./build', { timeout: 240_000 }, () => {
         const a = ['--work-dir', work, '--custom', ov, '--releases-url', RELEASES_URL];
         expect((await runBuild(['configs', ...a])).code).toBe(0);
         const config = Object.values(await readImages(work))[0]!;
-        const image = new Image(config, work, stateAfter.built(emptyState(0), '2026-11-20T10:00:00.000Z'));
+        const image = new Image(
+          config,
+          work,
+          passedBootTest(stateAfter.built(emptyState(0), '2026-11-20T10:00:00.000Z')),
+        );
         await writeFixedVhd(image.imagePath, 1);
         await writeFile(
           `${image.imagePath}.sha512`,
@@ -264,7 +287,11 @@ describe('aws hardening through ./build', { timeout: 240_000 }, () => {
       const a = ['--work-dir', work, '--custom', ov, '--releases-url', RELEASES_URL];
       expect((await runBuild(['configs', ...a])).code).toBe(0);
       const config = Object.values(await readImages(work))[0]!;
-      const image = new Image(config, work, stateAfter.built(emptyState(0), '2026-11-20T10:00:00.000Z'));
+      const image = new Image(
+        config,
+        work,
+        passedBootTest(stateAfter.built(emptyState(0), '2026-11-20T10:00:00.000Z')),
+      );
       await writeFixedVhd(image.imagePath, 1);
       await writeFile(
         `${image.imagePath}.sha512`,
