@@ -43,7 +43,7 @@ export interface BootTestTuning {
    * still take to answer; default 45 s under TCG, 15 s under KVM
    */
   sshGraceMs?: number;
-  /** time from the poweroff command until QEMU must have exited; default 90 s */
+  /** time from the poweroff command until QEMU must have exited; default 180 s under TCG, 60 s under KVM */
   poweroffTimeoutMs?: number;
   memoryMiB?: number;
   cpus?: number;
@@ -392,7 +392,8 @@ export async function testImage(image: Image, ctx: BootTestContext): Promise<Boo
       .catch((err: unknown) => ({ code: null, stdout: '', stderr: String(err) }));
     guest.close();
     guest = undefined;
-    const poweroffTimeoutMs = t.poweroffTimeoutMs ?? 90_000;
+    // a busy TCG host stretches the shutdown of a full service set to minutes (23 s idle, >90 s at load 15)
+    const poweroffTimeoutMs = t.poweroffTimeoutMs ?? (tcg ? 180_000 : 60_000);
     const done = await Promise.race([vm.exited.then(() => true), sleep(poweroffTimeoutMs).then(() => false)]);
     await serial.poll();
     if (done) {
