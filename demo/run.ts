@@ -10,7 +10,7 @@
 // The demo is a list of steps (DEMO_STEPS): each gets the context and may add to it; add a step to show more
 // (e.g. checks in the booted image, the SBOMs next to it).
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse } from 'yaml';
@@ -64,6 +64,21 @@ export const DEMO_STEPS: DemoStep[] = [
       if (code !== 0) throw new Error(`./build local failed (exit ${code})`);
       ctx.localDir = join(ctx.work, 'images', 'nocloud', KEY);
       ctx.image = join(ctx.localDir, `${NAME}.qcow2`);
+    },
+  },
+  {
+    title: 'supply chain next to the image: SBOMs, root filesystem manifest, provenance (docs/supply-chain.md)',
+    async run(ctx) {
+      if (!ctx.localDir) throw new Error('no image');
+      const meta = parse(await readFile(join(ctx.localDir, `${NAME}.yaml`), 'utf8')) as {
+        supply?: { content_digest: string; packages: number; files: Record<string, string> };
+      };
+      if (!meta.supply) throw new Error('the build recorded no supply chain');
+      for (const [kind, file] of Object.entries(meta.supply.files)) {
+        const bytes = (await stat(join(ctx.localDir, file))).size;
+        process.stderr.write(`  ${kind.padEnd(10)} ${join(ctx.localDir, file)} (${bytes} bytes)\n`);
+      }
+      process.stderr.write(`  ${meta.supply.packages} packages, content digest ${meta.supply.content_digest}\n`);
     },
   },
   {
