@@ -488,15 +488,24 @@ function fillForCheck(template: string, config: ImageConfig): string {
   });
 }
 
-/** Every string in a resolved variant (map keys too), with its dotted path. */
-function* strings(v: unknown, path: string): Generator<[string, string]> {
-  if (typeof v === 'string') yield [path, v];
-  else if (Array.isArray(v)) for (const x of v) yield* strings(x, path);
-  else if (isPlainObject(v)) {
-    for (const k in v) {
-      const p = path ? `${path}.${k}` : k;
-      yield [p, k];
-      yield* strings(v[k], p);
+/**
+ * Call `found` for every string in a resolved variant (map keys too) that holds a URL with credentials, with its
+ * dotted path. Plain loops, and the path is only made on a hit: this runs for every variant of every resolution.
+ */
+function findCredentials(v: unknown, path: string[], found: (key: string, s: string) => void): void {
+  if (typeof v === 'string') {
+    if (v.includes('://') && (v.includes('@') || v.includes('?')) && redactText(v) !== v) {
+      found(path.join('.'), v);
+    }
+  } else if (Array.isArray(v)) {
+    for (const x of v) findCredentials(x, path, found);
+  } else if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    for (const k in o) {
+      path.push(k);
+      if (k.includes('://')) findCredentials(k, path, found);
+      findCredentials(o[k], path, found);
+      path.pop();
     }
   }
 }
@@ -508,24 +517,20 @@ function* strings(v: unknown, path: string): Generator<[string, string]> {
  */
 function nameIssues(config: ImageConfig): ConfigIssue[] {
   const out: ConfigIssue[] = [];
-  for (const [key, s] of strings(config, '')) {
+  findCredentials(config, [], (key, s) => {
     // qemu.iso_url is made from --cdn-url, not set in a config: a flag's credentials are kept out of files and
     // logs by redaction (src/util/redact.ts) and put back where the build needs them
-    if (!s.includes('://') || key === 'qemu.iso_url') continue;
-    const shown = redactText(s);
-    if (shown !== s) {
-      out.push({
-        key,
-        expected:
-          'URLs without credentials (give them to the tool by its environment, e.g. ~/.netrc or AWS_*)',
-        found: shown,
-        isBad: (v) =>
-          typeof v === 'string'
-            ? redactText(v) !== v
-            : JSON.stringify(v ?? null) !== redactText(JSON.stringify(v ?? null)),
-      });
-    }
-  }
+    if (key === 'qemu.iso_url') return;
+    out.push({
+      key,
+      expected: 'URLs without credentials (give them to the tool by its environment, e.g. ~/.netrc or AWS_*)',
+      found: redactText(s),
+      isBad: (v) =>
+        typeof v === 'string'
+          ? redactText(v) !== v
+          : JSON.stringify(v ?? null) !== redactText(JSON.stringify(v ?? null)),
+    });
+  });
   const name = fillForCheck(config.name, config);
   if (!isSafeName(name)) {
     out.push({ key: 'name', expected: `an image name of ${SAFE_NAME_RULE}`, found: name });

@@ -70,6 +70,17 @@ class YamlTreeLoader {
   private readonly display: (abs: string) => string;
 
   private readonly root: string;
+  /** include target -> inside the tree (the same files are included many times) */
+  private readonly checked = new Map<string, boolean>();
+
+  private inTree(target: string): boolean {
+    let ok = this.checked.get(target);
+    if (ok === undefined) {
+      ok = isInside(realpathSync(target), this.root);
+      this.checked.set(target, ok);
+    }
+    return ok;
+  }
 
   constructor(display: (abs: string) => string, root: string) {
     this.display = display;
@@ -214,7 +225,7 @@ class YamlTreeLoader {
               location: inc.loc,
             });
           }
-          if (!isInside(realpathSync(target), this.root)) {
+          if (!this.inTree(target)) {
             throw new ConfigError(
               `include "${inc.path}": outside the config tree ${this.display(this.root)} (includes may only read files of the tree they belong to)`,
               { location: inc.loc },
