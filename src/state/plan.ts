@@ -128,7 +128,7 @@ export function planActions(planInput: PlanInput): Plan {
 
   let unchanged: number | undefined;
   if (!revised && unchangedAs !== undefined && !uploaded && !input.publishUnchanged) {
-    for (const s of ['upload', 'import', 'sign', 'publish', 'release'] as const) actions.delete(s);
+    for (const s of ['test', 'upload', 'import', 'sign', 'publish', 'release'] as const) actions.delete(s);
     unchanged = unchangedAs;
     notes.push(`unchanged (same content as r${unchangedAs})`);
   }

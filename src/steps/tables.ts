@@ -113,7 +113,8 @@ export function planTableFit(rows: readonly PlanRow[], width?: number): string {
   const body = rows.map(({ image, plan }) => [
     image.imageName,
     image.config.cloud,
-    plan.actions.join(' ') || '-',
+    plan.actions.join(' ') ||
+      (plan.unchanged !== undefined ? `unchanged (same content as r${plan.unchanged})` : '-'),
     plan.rollbackBlocked ? 'refused (published/released)' : plan.undo.join(' ') || '-',
   ]);
   return fitTable(cols, body, width);

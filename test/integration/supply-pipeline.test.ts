@@ -222,7 +222,7 @@ describe.skipIf(skip)('supply chain through ./build (stand-in packer, real Alpin
 
     const state = await runBuild(['state', ...args()], { env });
     expect(state.code, state.stderr).toBe(0);
-    expect(state.stdout).toMatch(new RegExp(`${name(1)}\\s+unchanged \\(same content as r0\\)`));
+    expect(state.stdout).toMatch(new RegExp(`${name(1)}\\s+nocloud\\s+unchanged \\(same content as r0\\)`));
 
     const changed = await runBuild(['release', '--revise', ...args()], {
       env: { ...env, FAKE_PACKER_DISK: diskB },

@@ -25,7 +25,7 @@ describe('planActions with an unchanged build', () => {
 
   it('--publish-unchanged forces the release', () => {
     const p = planActions({ ...base, unchangedAs: 1, publishUnchanged: true });
-    expect(p.actions).toEqual(['upload', 'import', 'sign', 'publish', 'release']);
+    expect(p.actions).toEqual(['test', 'upload', 'import', 'sign', 'publish', 'release']);
     expect(p.unchanged).toBeUndefined();
   });
 
@@ -34,11 +34,12 @@ describe('planActions with an unchanged build', () => {
     expect(p.revised).toBe(true);
     expect(p.revision).toBe(2);
     expect(p.undo).toEqual(['local']);
-    expect(p.actions).toEqual(['local', 'upload', 'import', 'sign', 'publish', 'release']);
+    expect(p.actions).toEqual(['local', 'test', 'upload', 'import', 'sign', 'publish', 'release']);
   });
 
   it('a build that changed is released as usual', () => {
     expect(planActions({ ...base, unchangedAs: null }).actions).toEqual([
+      'test',
       'upload',
       'import',
       'sign',
