@@ -432,6 +432,19 @@ export async function resolveMatrix(
   warnUnknownDirectiveKeys(top, index, log);
   // every error of every variant is reported at once (the same error in several variants once, naming them)
   const errors: ConfigError[] = [];
+  // no setting may embed credentials in a URL (they would reach images.yaml, metadata and logs): the config
+  // tree is scanned once (what variants get from it is made of it); the value is shown redacted
+  findCredentials(loaded.tree, [], (path, s) => {
+    errors.push(
+      new ConfigError('', {
+        key: redactText(path.join('.')),
+        expected:
+          'URLs without credentials (give them to the tool by its environment, e.g. ~/.netrc or AWS_*)',
+        got: redactText(s),
+        location: index.find(path) ?? { file: opts.topFile },
+      }),
+    );
+  });
   for (let n = 0; n < total; n++) {
     // odometer: the last dimension varies fastest (itertools.product order)
     if (n > 0) {
@@ -489,14 +502,12 @@ function fillForCheck(template: string, config: ImageConfig): string {
 }
 
 /**
- * Call `found` for every string in a resolved variant (map keys too) that holds a URL with credentials, with its
- * dotted path. Plain loops, and the path is only made on a hit: this runs for every variant of every resolution.
+ * Call `found` for every string of a config tree (map keys too) that holds a URL with credentials, with its path
+ * (copied only on a hit).
  */
-function findCredentials(v: unknown, path: string[], found: (key: string, s: string) => void): void {
+function findCredentials(v: unknown, path: string[], found: (path: string[], s: string) => void): void {
   if (typeof v === 'string') {
-    if (v.includes('://') && (v.includes('@') || v.includes('?')) && redactText(v) !== v) {
-      found(path.join('.'), v);
-    }
+    if (v.includes('://') && (v.includes('@') || v.includes('?')) && redactText(v) !== v) found([...path], v);
   } else if (Array.isArray(v)) {
     for (const x of v) findCredentials(x, path, found);
   } else if (v !== null && typeof v === 'object') {
@@ -510,27 +521,9 @@ function findCredentials(v: unknown, path: string[], found: (key: string, s: str
   }
 }
 
-/**
- * The image name (with its placeholders filled) must be a safe name; the description must be plain text; no
- * setting may embed credentials in a URL (they would reach images.yaml, metadata and logs): the value found is
- * shown redacted.
- */
+/** The image name (with its placeholders filled) must be a safe name; the description must be plain text. */
 function nameIssues(config: ImageConfig): ConfigIssue[] {
   const out: ConfigIssue[] = [];
-  findCredentials(config, [], (key, s) => {
-    // qemu.iso_url is made from --cdn-url, not set in a config: a flag's credentials are kept out of files and
-    // logs by redaction (src/util/redact.ts) and put back where the build needs them
-    if (key === 'qemu.iso_url') return;
-    out.push({
-      key,
-      expected: 'URLs without credentials (give them to the tool by its environment, e.g. ~/.netrc or AWS_*)',
-      found: redactText(s),
-      isBad: (v) =>
-        typeof v === 'string'
-          ? redactText(v) !== v
-          : JSON.stringify(v ?? null) !== redactText(JSON.stringify(v ?? null)),
-    });
-  });
   const name = fillForCheck(config.name, config);
   if (!isSafeName(name)) {
     out.push({ key: 'name', expected: `an image name of ${SAFE_NAME_RULE}`, found: name });

@@ -156,9 +156,11 @@ describe('credentials in settings', () => {
     const err = await resolveError(dir);
     expect(err.message).not.toContain('hunter2');
     expect(err.message).not.toContain('TOKEN123');
-    expect(err.message).toContain('storage_url: expected URLs without credentials');
+    expect(err.message).toContain('Default.storage_url: expected URLs without credentials');
     expect(err.message).toContain('"https://builder:***@storage.example.org/images"');
-    expect(err.message).toContain('repos: expected URLs without credentials');
+    expect(err.message).toContain(
+      'Default.repos.https://***@mirror.example.org/alpine/main: expected URLs without credentials',
+    );
     expect(err.message).toMatch(/top\.yaml:\d+:\d+\)/);
   });
 });
