@@ -35,6 +35,9 @@ export const IMAGE_CACHE = process.env.CIB_IMAGE_CACHE ?? join(tmpdir(), 'cib-al
 
 export type Firmware = 'bios' | 'uefi';
 
+/** bumped when TinyImage (image.json) changes shape */
+const CACHE_FORMAT = 2;
+
 async function has(cmd: string): Promise<boolean> {
   try {
     await run('sh', ['-c', `command -v ${cmd}`]);
@@ -144,10 +147,14 @@ export interface TinyImage {
   /** the CLI's stderr of the build */
   stderr: string;
   kernelRelease: string;
+  /** the --custom overlay, --cdn-url and --releases-url the image was built with (they stay in the cache):
+   *  a later step on a copy of the build's work directory must name the same overlay */
+  env: Pick<ChrootEnv, 'overlay' | 'cdnUrl' | 'releasesUrl'>;
 }
 
 async function inputsHash(arch: AlpineArch, firmware: Firmware, repo: StandinRepo): Promise<string> {
-  const h = createHash('sha256').update(`${arch}\0${firmware}\0${repo.dir}\0`);
+  // the format of image.json is part of the key: an entry cached by an older helper is not read back
+  const h = createHash('sha256').update(`${CACHE_FORMAT}\0${arch}\0${firmware}\0${repo.dir}\0`);
   const files: string[] = [];
   const walk = async (d: string) => {
     for (const e of await readdir(d, { withFileTypes: true })) {
@@ -250,6 +257,7 @@ async function buildTinyImage(firmware: Firmware, arch: AlpineArch): Promise<Tin
       buildLog: join(localDir, 'build.log'),
       stderr: r.stderr,
       kernelRelease: repo.kernelRelease,
+      env: { overlay: env.overlay, cdnUrl: env.cdnUrl, releasesUrl: env.releasesUrl },
     };
     if (!existsSync(image.image)) throw new Error(`${image.image} was not built:\n${r.stderr.slice(-3000)}`);
     await writeFile(`${done}.tmp`, JSON.stringify(image, null, 2));

@@ -19,7 +19,7 @@ import { Image } from '../../src/state/image.js';
 import { emptyState, stateAfter } from '../../src/state/image-state.js';
 import { writeMetadata } from '../../src/state/metadata.js';
 import { hashFile } from '../../src/util/fs.js';
-import { chrootUnavailable, ensureTinyImage, prepareChrootEnv } from '../helpers/alpine-image.js';
+import { chrootUnavailable, ensureTinyImage } from '../helpers/alpine-image.js';
 import { bootImagesUnavailable, ensureBootImage } from '../helpers/boot-images.js';
 import { BUILD, ROOT, runBuild } from '../helpers/cli.js';
 import { makeOverlay, RELEASES_URL, readImages } from '../helpers/overlay.js';
@@ -131,7 +131,7 @@ describe.skipIf(reason)('the test step, with QEMU', { timeout: 15 * 60_000 }, ()
       { generic: { services: { default: { sshd: false } } } },
     );
     const st = await runBuild(['state', ...args]);
-    expect(st.stdout).toMatch(/nocloud_alpine-3\.24\.1-x86_64-bios-tiny-r0\s+test upload/);
+    expect(st.stdout).toMatch(/nocloud_alpine-3\.24\.1-x86_64-bios-tiny-r0\s+nocloud\s+test upload/);
 
     const up = await runBuild(['upload', '--parallel', '2', ...args], { timeoutMs: 12 * 60_000 });
     expect(up.code).toBe(1);
@@ -276,7 +276,8 @@ describe.skipIf(reasonChroot)(
     it('boots the tiny image ./build local made from the mirror and checks it against its configuration', async () => {
       const tiny = await ensureTinyImage('bios', 'x86_64');
       const base = join(root, 'chroot');
-      const env = await prepareChrootEnv(join(base, 'env'));
+      // the work directory was installed from the build's overlay: the test step names the same one
+      const { env } = tiny;
       // the build's work directory, as ./build local left it (the cached image is shared: work on a copy)
       const { cp } = await import('node:fs/promises');
       const work = join(base, 'work');

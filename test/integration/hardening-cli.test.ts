@@ -266,9 +266,11 @@ describe('work directory lock: never half-written, never blocking without a live
         cwd: ROOT,
         stdio: 'ignore',
       });
+      // listen before the delay: a fast run may have exited by itself before the kill
+      const exited = new Promise((r) => child.on('exit', r));
       await new Promise((r) => setTimeout(r, delay));
       child.kill('SIGKILL');
-      await new Promise((r) => child.on('exit', r));
+      await exited;
       const lock = await readFile(join(w, '.lock'), 'utf8').catch(() => undefined);
       if (lock !== undefined) expect(JSON.parse(lock).pid).toBe(child.pid);
       const r = await runBuild(['state', '--work-dir', w, '--releases-url', RELEASES_URL]);
