@@ -60,8 +60,23 @@ async function isQcow2(path: string): Promise<boolean> {
   }
 }
 
+/** Whether an ext2/3/4 superblock (magic 0xEF53 at byte 56 of the superblock, 1024 bytes in) starts at `offset`. */
+async function hasExtSuperblockAt(path: string, offset: number): Promise<boolean> {
+  const fh = await open(path, 'r');
+  try {
+    const b = Buffer.alloc(2);
+    const { bytesRead } = await fh.read(b, 0, 2, offset + 1024 + 56);
+    return bytesRead === 2 && b.readUInt16LE(0) === 0xef53;
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Byte offset of the root (Linux) partition; 0 for a bare filesystem image. The largest one wins. */
 export async function rootPartitionOffset(raw: string): Promise<number> {
+  // the VM builder's BIOS disk is one ext4 filesystem over the whole disk, with extlinux's boot sector in
+  // front: what sfdisk reads there as a partition table is boot code, so look for the superblock first
+  if (await hasExtSuperblockAt(raw, 0)) return 0;
   let text: string;
   try {
     text = await run('sfdisk', ['-J', raw], raw);

@@ -103,7 +103,10 @@ describe('configs/ (the official image matrix, defaults that work for anyone)', 
       bootloader: 'grub-efi',
       qemu: {
         machine_type: 'virt',
-        args: [['-cpu', 'cortex-a57']],
+        args: [
+          ['-cpu', 'cortex-a57'],
+          ['-boot', 'd'],
+        ],
         firmware: '/work-dir/firmware/uefi-aarch64.bin',
         iso_url: expect.stringMatching(/\/v3\.24\/releases\/aarch64\/alpine-virt-3\.24\.1-aarch64\.iso$/),
       },
