@@ -9,6 +9,7 @@ import { errorMessage, UserError } from '../util/errors.js';
 import {
   DEFAULT_EXCLUDES,
   type EntryType,
+  entryTypeOfMode,
   type Manifest,
   type ManifestEntry,
   makeManifest,
@@ -102,25 +103,6 @@ interface InodeMeta {
   type: EntryType;
 }
 
-function typeOfMode(mode: number): EntryType {
-  switch (mode & 0o170000) {
-    case 0o040000:
-      return 'dir';
-    case 0o100000:
-      return 'file';
-    case 0o120000:
-      return 'symlink';
-    case 0o020000:
-      return 'char';
-    case 0o060000:
-      return 'block';
-    case 0o010000:
-      return 'fifo';
-    default:
-      return 'socket';
-  }
-}
-
 function quote(p: string): string {
   return `"${p.replace(/(["\\])/g, '\\$1')}"`;
 }
@@ -155,7 +137,7 @@ export async function ext4Inodes(
         const path = name === '.' ? dir : name === '..' ? '' : dir === '/' ? `/${name}` : `${dir}/${name}`;
         if (!path || skip.has(path)) continue;
         if (name === '.' && meta.has(path)) continue;
-        const type = typeOfMode(mode);
+        const type = entryTypeOfMode(mode);
         meta.set(path, { mode: mode & 0o7777, uid: Number(m[3]), gid: Number(m[4]), type });
         if (type === 'dir' && name !== '.') next.push(path);
       }

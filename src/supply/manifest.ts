@@ -100,7 +100,8 @@ async function sha256File(path: string): Promise<string> {
   return h.digest('hex');
 }
 
-function typeOf(mode: number): EntryType {
+/** Manifest entry type of a st_mode (stat of a tree, or an inode listed by debugfs). */
+export function entryTypeOfMode(mode: number): EntryType {
   switch (mode & 0o170000) {
     case 0o040000:
       return 'dir';
@@ -141,7 +142,7 @@ export async function manifestFromTree(root: string, opts: TreeOptions = {}): Pr
       const abs = join(dir, name);
       const st = stats[i]!;
       const m = opts.meta?.get(path);
-      const type = m?.type ?? typeOf(st.mode);
+      const type = m?.type ?? entryTypeOfMode(st.mode);
       const e: ManifestEntry = {
         path,
         type,
