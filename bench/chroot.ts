@@ -22,7 +22,7 @@ const VM_REFERENCE_S = 100;
 
 interface Measured {
   wallS: number;
-  /** per variant, from the build's own "done (Ns)" lines */
+  /** per variant, from the build's own progress lines ("<key>: done [3s]", "[1m05s]") */
   variants: Record<string, number>;
   peakRssMiB: number;
   peakDiskMiB: number;
@@ -81,7 +81,7 @@ async function measure(args: string[], work: string): Promise<Measured> {
   running = false;
   await sampler;
   const variants: Record<string, number> = {};
-  for (const m of stderr.matchAll(/INFO: (\S+): done \((?:(\d+)m)?(\d+)s\)/g)) {
+  for (const m of stderr.matchAll(/(\S+): done \[(?:(\d+)m)?(\d+)s\]/g)) {
     variants[m[1]!] = Number(m[2] ?? 0) * 60 + Number(m[3]);
   }
   return {
