@@ -10,10 +10,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { getCloud } from '../clouds/index.js';
 import { Reaper, testImage } from '../src/boottest/run.js';
-import { probeAccelerator } from '../src/build/accel.js';
+import { getCloud } from '../src/clouds/index.js';
 import type { ImageConfig } from '../src/config/types.js';
+import { probeAccelerator } from '../src/local/accel.js';
 import { Image } from '../src/state/image.js';
 import { emptyState, stateAfter } from '../src/state/image-state.js';
 import { silentLogger } from '../src/util/log.js';

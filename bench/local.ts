@@ -12,9 +12,9 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { probeAccelerator, runProbeGuest } from '../src/build/accel.js';
-import { type ConvertTarget, compressImage, convertImage } from '../src/build/convert.js';
-import { fetchVerifiedIso, loadTrustedKeys } from '../src/build/iso.js';
+import { probeAccelerator, runProbeGuest } from '../src/local/accel.js';
+import { type ConvertTarget, compressImage, convertImage } from '../src/local/convert.js';
+import { fetchVerifiedIso, loadTrustedKeys } from '../src/local/iso.js';
 import { silentLogger } from '../src/util/log.js';
 import {
   builderIsoPath,

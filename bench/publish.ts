@@ -11,8 +11,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { getCloud } from '../clouds/index.js';
 import { startEc2Emulator } from '../emulators/ec2/server.js';
+import { getCloud } from '../src/clouds/index.js';
 import { silentLogger } from '../src/util/log.js';
 import { awsImage } from '../test/helpers/ec2-emulator.js';
 

@@ -6,7 +6,7 @@
 // Node binary with a 6-line script, started by QEMU's guestfwd `cmd:`) that joins it to the server.
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
-import type { InstanceMetadataService } from '../../clouds/types.js';
+import type { InstanceMetadataService } from '../clouds/types.js';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import type { VmSpec } from './qemu.js';

@@ -1,7 +1,7 @@
 // Prune: old revisions, end-of-life versions and unreleased leftovers, in storage and in the clouds.
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
-import type { CloudContext, CloudImage, CloudPlugin } from '../../clouds/types.js';
+import type { CloudContext, CloudImage, CloudPlugin } from '../clouds/types.js';
 import type { Image } from '../state/image.js';
 import type { StoragePool } from '../storage/types.js';
 import { errorMessage, UserError } from '../util/errors.js';

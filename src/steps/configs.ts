@@ -3,9 +3,9 @@
 // resolved afresh. Nothing in work/ changes when installation or resolution fails.
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { checkCloudConfig, getCloud } from '../../clouds/index.js';
-import type { CloudPlugin } from '../../clouds/types.js';
 import type { BuildOptions } from '../cli/options.js';
+import { checkCloudConfig, getCloud } from '../clouds/index.js';
+import type { CloudPlugin } from '../clouds/types.js';
 import { ConfigError, throwErrors } from '../config/errors.js';
 import {
   type ConfigCheck,

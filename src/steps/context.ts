@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import type { CloudContext, CloudPlugin } from '../../clouds/types.js';
 import type { BuildOptions } from '../cli/options.js';
+import type { CloudContext, CloudPlugin } from '../clouds/types.js';
 import type { Image } from '../state/image.js';
 import type { StoragePool } from '../storage/types.js';
 

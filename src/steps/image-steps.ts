@@ -1,8 +1,8 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import pLimit from 'p-limit';
-import { formatPublishSummary } from '../../clouds/index.js';
-import type { RegionFailure } from '../../clouds/types.js';
+import { formatPublishSummary } from '../clouds/index.js';
+import type { RegionFailure } from '../clouds/types.js';
 import { releaseImage, signImage } from '../release/index.js';
 import type { Image } from '../state/image.js';
 import { stateAfter } from '../state/image-state.js';
@@ -82,7 +82,7 @@ async function stepLocal(images: readonly Image[], ctx: RunContext): Promise<Ste
     return failures;
   }
   // Packer/QEMU tooling loads only when something is built
-  const { buildLocal } = await import('../build/index.js');
+  const { buildLocal } = await import('../local/index.js');
   const results = await buildLocal(images, { log: ctx.log, options: ctx.options });
   const byKey = new Map(results.map((r) => [r.configKey, r]));
   const failures: StepFailure[] = [];

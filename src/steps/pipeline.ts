@@ -1,9 +1,9 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { getCloud } from '../../clouds/index.js';
-import type { CloudContext, CloudPlugin, RegionFailure } from '../../clouds/types.js';
 import type { BuildOptions } from '../cli/options.js';
+import { getCloud } from '../clouds/index.js';
+import type { CloudContext, CloudPlugin, RegionFailure } from '../clouds/types.js';
 import { selectVariants, writeImagesYaml } from '../config/index.js';
 import type { ImagesFile } from '../config/types.js';
 import { formatPruneReport, prune, pruneJson, writeCatalog } from '../release/index.js';

@@ -1,4 +1,4 @@
-import type { RegionFailure } from '../../clouds/types.js';
+import type { RegionFailure } from '../clouds/types.js';
 import type { PlannedImage } from '../state/refresh.js';
 import type { StepFailure } from './context.js';
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import pLimit from 'p-limit';
 import { type BootTestRecord, formatChecks, testGate } from '../boottest/record.js';
 import type { BootTestTuning } from '../boottest/run.js';
-import type { AccelChoice } from '../build/accel.js';
+import type { AccelChoice } from '../local/accel.js';
 import type { Image } from '../state/image.js';
 import { stateAfter } from '../state/image-state.js';
 import { errorMessage, UserError } from '../util/errors.js';
@@ -58,10 +58,10 @@ function tuningFrom(env: NodeJS.ProcessEnv): BootTestTuning {
 /** Boot-test the images (at most --parallel at once). A failed test fails the image, not the run. */
 export async function stepTest(images: readonly Image[], ctx: RunContext): Promise<StepFailure[]> {
   const { testImage, Reaper, sweepStale } = await import('../boottest/run.js');
-  const { probeAccelerator } = await import('../build/accel.js');
-  const { acceleratorFromVarFiles } = await import('../build/variant.js');
-  const { ensureUefiFirmware } = await import('../build/firmware.js');
-  const { loadApkKeys } = await import('../build/apk.js');
+  const { probeAccelerator } = await import('../local/accel.js');
+  const { acceleratorFromVarFiles } = await import('../local/variant.js');
+  const { ensureUefiFirmware } = await import('../local/firmware.js');
+  const { loadApkKeys } = await import('../local/apk.js');
   const { log, options } = ctx;
   const tuning = tuningFrom(process.env);
   await sweepStale(options.workDir, log);

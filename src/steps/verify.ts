@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { IMAGE_FORMATS } from '../build/convert.js';
+import { IMAGE_FORMATS } from '../local/convert.js';
 import { Image } from '../state/image.js';
 import { stateAfter } from '../state/image-state.js';
 import { refreshState } from '../state/refresh.js';
@@ -94,7 +94,7 @@ export async function runVerify(
     }
     if (todo.length > 0) {
       log.info(`verify: rebuilding ${todo.length} image(s) in ${work}`);
-      const { buildLocal } = await import('../build/index.js');
+      const { buildLocal } = await import('../local/index.js');
       const built = await buildLocal(
         todo.map((t) => t.rebuild),
         { log, options: { ...options, workDir: work } },

@@ -7,7 +7,7 @@ import { readdir, readFile, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
-import { substituteCdn } from '../build/chroot/plan.js';
+import { substituteCdn } from '../local/chroot/plan.js';
 import type { Image } from '../state/image.js';
 import type { SupplyState } from '../state/image-state.js';
 import { hashFile, parseChecksum, writeFileAtomic } from '../util/fs.js';

@@ -163,7 +163,7 @@ async function inputsHash(arch: AlpineArch, firmware: Firmware, repo: StandinRep
       else files.push(p);
     }
   };
-  for (const d of ['scripts', 'libexec', 'configs', 'overlays/alpine-mirror', 'src/build/chroot']) {
+  for (const d of ['scripts', 'libexec', 'configs', 'overlays/alpine-mirror', 'src/local/chroot']) {
     await walk(join(REPO_ROOT, d));
   }
   for (const f of files.sort())

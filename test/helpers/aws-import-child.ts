@@ -3,7 +3,7 @@
  * Input: AWS_CHILD_INPUT = JSON { config, workDir, env }. Output: the ImportResult as JSON on stdout.
  *   node --import tsx test/helpers/aws-import-child.ts
  */
-import { getCloud } from '../../clouds/index.js';
+import { getCloud } from '../../src/clouds/index.js';
 import type { ImageConfig } from '../../src/config/types.js';
 import { Image } from '../../src/state/image.js';
 import { emptyState } from '../../src/state/image-state.js';

@@ -5,8 +5,8 @@
 import { mkdir, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import pino from 'pino';
-import type { CloudContext } from '../../clouds/types.js';
 import { type Ec2Emulator, type Ec2EmulatorOptions, startEc2Emulator } from '../../emulators/ec2/server.js';
+import type { CloudContext } from '../../src/clouds/types.js';
 import type { ImageConfig } from '../../src/config/types.js';
 import { Image } from '../../src/state/image.js';
 import { emptyState } from '../../src/state/image-state.js';

@@ -6,7 +6,7 @@ import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getCloud } from '../../clouds/index.js';
+import { getCloud } from '../../src/clouds/index.js';
 import {
   type BrokerEmulator,
   brokerEnv,

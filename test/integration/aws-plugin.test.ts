@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ListBucketsCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { getCloud } from '../../clouds/index.js';
-import { formatPublishSummary } from '../../clouds/summary.js';
-import type { CloudPlugin } from '../../clouds/types.js';
+import { getCloud } from '../../src/clouds/index.js';
+import { formatPublishSummary } from '../../src/clouds/summary.js';
+import type { CloudPlugin } from '../../src/clouds/types.js';
 import type { ImageConfig } from '../../src/config/types.js';
 import {
   awsImage,

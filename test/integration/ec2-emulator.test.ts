@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { DescribeImagesCommand, DescribeRegionsCommand, EC2Client } from '@aws-sdk/client-ec2';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { IdentityBrokerClient } from '../../clouds/broker/client.js';
+import { IdentityBrokerClient } from '../../src/clouds/broker/client.js';
 import { ROOT } from '../helpers/cli.js';
 import { type Ec2Emulator, startEc2 } from '../helpers/ec2-emulator.js';
 

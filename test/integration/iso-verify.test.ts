@@ -8,14 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as openpgp from 'openpgp';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { downloadFile, fetchText, NotFoundError } from '../../src/build/download.js';
+import { downloadFile, fetchText, NotFoundError } from '../../src/local/download.js';
 import {
   checksumFor,
   fetchVerifiedIso,
   loadTrustedKeys,
   type TrustedKeys,
   verifySignature,
-} from '../../src/build/iso.js';
+} from '../../src/local/iso.js';
 import {
   makeTestKey,
   memoryLog,

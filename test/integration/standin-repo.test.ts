@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { indexEntry, loadApkKeys, verifyApk, verifyApkIndex } from '../../src/build/apk.js';
+import { indexEntry, loadApkKeys, verifyApk, verifyApkIndex } from '../../src/local/apk.js';
 import {
   alpineMirror,
   ensureStandinRepo,

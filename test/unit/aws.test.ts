@@ -1,14 +1,14 @@
 /** Pure parts of the cloud plugins: registry, AWS planning helpers, summary, backoff, the emulator's query parser. */
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { importPlan } from '../../clouds/aws/import.js';
-import { deprecationTime, launchPermissions, targetRegions } from '../../clouds/aws/publish.js';
-import { checkAwsConfig } from '../../clouds/aws/settings.js';
-import { tuningFromEnv } from '../../clouds/aws/tuning.js';
-import { cloudNames, getCloud, isPlaceholderProject, PLACEHOLDER_PROJECT } from '../../clouds/index.js';
-import { formatPublishSummary } from '../../clouds/summary.js';
-import { backoffDelay, pollUntil } from '../../clouds/wait.js';
 import { parseQuery } from '../../emulators/ec2/query.js';
+import { importPlan } from '../../src/clouds/aws/import.js';
+import { deprecationTime, launchPermissions, targetRegions } from '../../src/clouds/aws/publish.js';
+import { checkAwsConfig } from '../../src/clouds/aws/settings.js';
+import { tuningFromEnv } from '../../src/clouds/aws/tuning.js';
+import { cloudNames, getCloud, isPlaceholderProject, PLACEHOLDER_PROJECT } from '../../src/clouds/index.js';
+import { formatPublishSummary } from '../../src/clouds/summary.js';
+import { backoffDelay, pollUntil } from '../../src/clouds/wait.js';
 import { UserError } from '../../src/util/errors.js';
 import { awsImage } from '../helpers/ec2-emulator.js';
 

@@ -2,8 +2,8 @@
 // tiny-cloud-aws and cloud-init read.
 import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createImdsService } from '../../clouds/aws/imds.js';
-import { getCloud } from '../../clouds/index.js';
+import { createImdsService } from '../../src/clouds/aws/imds.js';
+import { getCloud } from '../../src/clouds/index.js';
 
 const data = {
   instanceId: 'i-boottest1',

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { brokerFromEnv, IdentityBrokerClient } from '../../clouds/broker/client.js';
+import { brokerFromEnv, IdentityBrokerClient } from '../../src/clouds/broker/client.js';
 import { UserError } from '../../src/util/errors.js';
 import { REDACT_PATHS } from '../../src/util/log.js';
 import {

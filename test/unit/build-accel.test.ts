@@ -10,7 +10,7 @@ import {
   probeAccelerator,
   runProbeGuest,
   x86ProbeSector,
-} from '../../src/build/accel.js';
+} from '../../src/local/accel.js';
 
 function has(cmd: string): boolean {
   try {

@@ -1,7 +1,7 @@
 // The chroot builder's pure parts: which builder a host gets (and the exact reasons), the repositories as the
 // build reaches them, the disk layout and its derived identifiers.
 import { describe, expect, it } from 'vitest';
-import { chrootDecision, type HostFacts, parseBinfmt } from '../../src/build/chroot/host.js';
+import { chrootDecision, type HostFacts, parseBinfmt } from '../../src/local/chroot/host.js';
 import {
   buildRepos,
   derivedUuid,
@@ -12,7 +12,7 @@ import {
   envFile,
   minirootfsUrl,
   substituteCdn,
-} from '../../src/build/chroot/plan.js';
+} from '../../src/local/chroot/plan.js';
 
 const root: HostFacts = {
   uid: 0,

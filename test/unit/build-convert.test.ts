@@ -13,7 +13,7 @@ import {
   finishImage,
   roundUpGiB,
   writeChecksum,
-} from '../../src/build/convert.js';
+} from '../../src/local/convert.js';
 import { sha } from '../fixtures/local/mirror.js';
 
 function has(cmd: string): boolean {

@@ -11,13 +11,13 @@ import {
   builderCmdline,
   oneTimeKey,
   prepareBuilderBoot,
-} from '../../src/build/direct-boot.js';
+} from '../../src/local/direct-boot.js';
 import {
   consoleTail,
   PackerFailure,
   packerFailureMessage,
   stripTerminal,
-} from '../../src/build/packer-output.js';
+} from '../../src/local/packer-output.js';
 
 let dir: string;
 beforeAll(async () => {

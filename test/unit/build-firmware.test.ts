@@ -8,14 +8,14 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ApkKeys, gzipMembers, loadApkKeys, tarEntries } from '../../src/build/apk.js';
+import { type ApkKeys, gzipMembers, loadApkKeys, tarEntries } from '../../src/local/apk.js';
 import {
   apkVersion,
   ensureUefiFirmware,
   firmwarePath,
   HOST_FIRMWARE,
   PAD_SIZE,
-} from '../../src/build/firmware.js';
+} from '../../src/local/firmware.js';
 import { memoryLog, REPO_ROOT } from '../fixtures/local/mirror.js';
 
 let base: string;

@@ -5,7 +5,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { prepareBuilderBoot } from '../../src/build/direct-boot.js';
+import { prepareBuilderBoot } from '../../src/local/direct-boot.js';
 import {
   assembleTemplateDir,
   detectPacker,
@@ -15,8 +15,8 @@ import {
   packerFeatures,
   parsePackerVersion,
   templateFiles,
-} from '../../src/build/packer.js';
-import { packerVariant } from '../../src/build/variant.js';
+} from '../../src/local/packer.js';
+import { packerVariant } from '../../src/local/variant.js';
 import { Image } from '../../src/state/image.js';
 import { REPO_ROOT, sha } from '../fixtures/local/mirror.js';
 import { sampleConfig } from '../fixtures/local/sample.js';

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { formatElapsed, Progress, stateFromPackerLine } from '../../src/build/progress.js';
+import { formatElapsed, Progress, stateFromPackerLine } from '../../src/local/progress.js';
 import { memoryLog, REPO_ROOT } from '../fixtures/local/mirror.js';
 
 describe('progress', () => {

@@ -3,6 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ImageConfig } from '../../src/config/types.js';
 import {
   acceleratorFromVarFiles,
   bootloaderOf,
@@ -11,8 +12,7 @@ import {
   packerVariant,
   qemuArgs,
   scriptEnvironment,
-} from '../../src/build/variant.js';
-import type { ImageConfig } from '../../src/config/types.js';
+} from '../../src/local/variant.js';
 import { Image } from '../../src/state/image.js';
 import { emptyState } from '../../src/state/image-state.js';
 import { sampleConfig } from '../fixtures/local/sample.js';

@@ -3,7 +3,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isPlaceholderProject } from '../../clouds/index.js';
+import { isPlaceholderProject } from '../../src/clouds/index.js';
 import { imagesYamlText } from '../../src/config/images-yaml.js';
 import { PROJECT_PLACEHOLDER, resolveConfigsDir } from '../../src/config/index.js';
 import type { ImageConfig, ImagesFile } from '../../src/config/types.js';

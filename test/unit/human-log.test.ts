@@ -1,7 +1,7 @@
 // The human log format: no copy of the fields, warnings and errors labelled, wrapped at the terminal's width,
 // and the live status area kept below the log lines.
 import { describe, expect, it } from 'vitest';
-import { Progress } from '../../src/build/progress.js';
+import { Progress } from '../../src/local/progress.js';
 import { formatHuman, HumanLog, wrapText } from '../../src/util/human-log.js';
 import { memoryLog } from '../fixtures/local/mirror.js';
 

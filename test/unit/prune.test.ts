@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { CloudImage, CloudPlugin } from '../../clouds/types.js';
+import type { CloudImage, CloudPlugin } from '../../src/clouds/types.js';
 import { formatPruneReport, type PruneItem, prune } from '../../src/release/index.js';
 import type { Image } from '../../src/state/image.js';
 import { createStoragePool } from '../../src/storage/index.js';

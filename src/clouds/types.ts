@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
-import type { ConfigIssue } from '../src/config/resolve.js';
-import type { ImageConfig } from '../src/config/types.js';
-import type { Image, ImageTags } from '../src/state/image.js';
+import type { ConfigIssue } from '../config/resolve.js';
+import type { ImageConfig } from '../config/types.js';
+import type { Image, ImageTags } from '../state/image.js';
 
 /** What a plugin can do beyond building and uploading. */
 export type CloudAction = 'import' | 'publish' | 'delete' | 'list';

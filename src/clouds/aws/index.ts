@@ -1,5 +1,5 @@
 /** The AWS plugin: import (VHD -> snapshot -> AMI), publish (copy to regions), delete, list. */
-import type { Image } from '../../src/state/image.js';
+import type { Image } from '../../state/image.js';
 import type { CloudAction, CloudContext, CloudPlugin } from '../types.js';
 import { createImdsService } from './imds.js';
 import type { AwsSession } from './session.js';

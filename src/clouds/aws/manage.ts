@@ -6,8 +6,8 @@ import {
   type Snapshot,
 } from '@aws-sdk/client-ec2';
 import pLimit from 'p-limit';
-import type { Image, ImageTags } from '../../src/state/image.js';
-import { errorMessage, UserError } from '../../src/util/errors.js';
+import type { Image, ImageTags } from '../../state/image.js';
+import { errorMessage, UserError } from '../../util/errors.js';
 import type { CloudContext, CloudImage } from '../types.js';
 import {
   type Ami,

@@ -13,8 +13,8 @@ import {
 } from '@aws-sdk/client-ec2';
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
-import type { Image } from '../../src/state/image.js';
-import { UserError } from '../../src/util/errors.js';
+import type { Image } from '../../state/image.js';
+import { UserError } from '../../util/errors.js';
 import { isPlaceholderProject, placeholderWarning } from '../project.js';
 import type { CloudContext, ImportResult, PublishResult, RegionFailure } from '../types.js';
 import {

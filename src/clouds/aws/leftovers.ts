@@ -18,7 +18,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import type { Logger } from 'pino';
-import { processAlive } from '../../src/util/process.js';
+import { processAlive } from '../../util/process.js';
 import { describeError, errorCode } from './ec2.js';
 
 export const IMPORT_PREFIX = 'cib-import-';

@@ -1,8 +1,8 @@
 // Cloud plugin registry: one folder per cloud under clouds/, registered here.
 
-import type { ConfigIssue } from '../src/config/resolve.js';
-import type { ImageConfig } from '../src/config/types.js';
-import { UserError } from '../src/util/errors.js';
+import type { ConfigIssue } from '../config/resolve.js';
+import type { ImageConfig } from '../config/types.js';
+import { UserError } from '../util/errors.js';
 import { createAwsPlugin } from './aws/index.js';
 import { createAzurePlugin } from './azure/index.js';
 import { createGcpPlugin } from './gcp/index.js';

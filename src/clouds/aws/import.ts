@@ -22,9 +22,9 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { Logger } from 'pino';
-import type { Image } from '../../src/state/image.js';
-import { crashPoint } from '../../src/util/crash.js';
-import { errorMessage, UserError } from '../../src/util/errors.js';
+import type { Image } from '../../state/image.js';
+import { crashPoint } from '../../util/crash.js';
+import { errorMessage, UserError } from '../../util/errors.js';
 import { isPlaceholderProject, placeholderWarning } from '../project.js';
 import type { CloudContext, ImportResult } from '../types.js';
 import { pollUntil } from '../wait.js';

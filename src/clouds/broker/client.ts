@@ -11,8 +11,8 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { errorMessage, UserError } from '../../src/util/errors.js';
-import { writeFileAtomic } from '../../src/util/fs.js';
+import { errorMessage, UserError } from '../../util/errors.js';
+import { writeFileAtomic } from '../../util/fs.js';
 import { sleep } from '../wait.js';
 
 export const BROKER_ACCEPT = 'application/vnd.broker.v2+json';

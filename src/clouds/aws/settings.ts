@@ -1,7 +1,7 @@
 // The settings the AWS plugin reads, declared and checked here (at `configs`, for every aws variant), so that
 // nothing that can be checked from the configuration is left for import or publish time. Light: no SDK.
-import type { ConfigIssue } from '../../src/config/resolve.js';
-import type { ImageConfig } from '../../src/config/types.js';
+import type { ConfigIssue } from '../../config/resolve.js';
+import type { ImageConfig } from '../../config/types.js';
 
 /** Alpine arch -> AMI architecture */
 export const ARCH: Readonly<Record<string, string>> = { aarch64: 'arm64', x86_64: 'x86_64' };

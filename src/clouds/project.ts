@@ -2,7 +2,7 @@
  * The `project` config value tags every cloud image and is how imports are found again. The shipped configs carry
  * a placeholder that must be replaced before importing anything into a real account.
  */
-import { PROJECT_PLACEHOLDER } from '../src/config/project.js';
+import { PROJECT_PLACEHOLDER } from '../config/project.js';
 
 export const PLACEHOLDER_PROJECT = PROJECT_PLACEHOLDER;
 

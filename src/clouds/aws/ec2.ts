@@ -11,8 +11,8 @@ import {
   type Tag,
 } from '@aws-sdk/client-ec2';
 import type { Logger } from 'pino';
-import type { Image } from '../../src/state/image.js';
-import { foreignResponse } from '../../src/util/http-error.js';
+import type { Image } from '../../state/image.js';
+import { foreignResponse } from '../../util/http-error.js';
 import { pollUntil, sleep } from '../wait.js';
 import type { AwsTuning } from './tuning.js';
 

@@ -2,7 +2,7 @@
  * Timing knobs of the AWS plugin. The defaults suit real AWS; tests and benchmarks shorten them through the
  * environment (ctx.env), documented in docs/clouds.md.
  */
-import { UserError } from '../../src/util/errors.js';
+import { UserError } from '../../util/errors.js';
 
 export interface AwsTuning {
   /** first delay between status checks of an import task or an image copy */
