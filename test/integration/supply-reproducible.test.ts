@@ -1,6 +1,7 @@
 // Reproducible disks: two chroot builds of one variant from the same inputs, in two work directories, give
 // bit-identical raw disks (and the same SBOMs and manifest); the provenance names what went in and its subjects
-// are the files beside the image. Real Alpine packages from the mirror, through the real ./build.
+// are the files beside the image; `./build verify` rebuilds the stored image in a temporary directory and finds it
+// bit-identical. Real Alpine packages from the mirror, through the real ./build.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
@@ -94,4 +95,19 @@ describe.skipIf(reason)('reproducible chroot builds (real Alpine packages)', () 
     expect(deps.filter((d) => d.uri?.startsWith('pkg:apk/alpine/'))).toHaveLength(meta.supply.packages);
     expect(st.predicate.buildDefinition.externalParameters.variant).toBe('3.19-x86_64-bios-tiny-vm-nocloud');
   });
+
+  it(
+    'verify: the stored image is rebuilt bit-identical by the chroot builder in a temporary work directory',
+    async () => {
+      // the overlay's storage_url is file://{work_dir}/storage/…; the boot test is not what this test is about
+      const args = (step: string) => [step, ...localArgs(env, works[0]!, ONLY).slice(1), '--disable', 'test'];
+      const up = await runBuild(args('upload'), { timeoutMs: 5 * 60_000 });
+      expect(up.code, up.stderr.slice(-3000)).toBe(0);
+      const v = await runBuild(args('verify'), { timeoutMs: 10 * 60_000 });
+      expect(v.code, v.stdout + v.stderr.slice(-3000)).toBe(0);
+      expect(v.stdout).toMatch(new RegExp(`${NAME}\\s+match: content sha256:[0-9a-f]{64}, bit-identical`));
+      expect(v.stdout).toContain('verify: all 1 image(s) match storage');
+    },
+    15 * 60_000,
+  );
 });
