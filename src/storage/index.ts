@@ -3,7 +3,7 @@ import { UserError } from '../util/errors.js';
 import type { ConditionalOps } from './conditional.js';
 import { FileStorage } from './file.js';
 import type { S3Clients } from './s3.js';
-import type { SshConnections } from './ssh.js';
+import type { SshConnections } from './ssh-connections.js';
 import type { Storage, StoragePool } from './types.js';
 import { displayUrl, parseStorageUrl } from './url.js';
 
