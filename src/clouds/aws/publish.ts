@@ -135,6 +135,38 @@ export function deprecationTime(
   return { at: new Date(at) };
 }
 
+/** What every stage of one publish reads: the image, its source AMI and what applies to every region. */
+export interface PublishJob {
+  image: Image;
+  session: AwsSession;
+  log: Logger;
+  /** the identity tags (project, image_key, revision) every copy carries */
+  ident: Record<string, string>;
+  encrypted: boolean;
+  kmsKeyId?: string | undefined;
+  perms: LaunchPermissions;
+  /** the source AMI, available, in `sourceRegion` */
+  source: Ami;
+  sourceRegion: string;
+  /** the import fields to tag on every copy when publish had to import again */
+  reimportTags: Record<string, string>;
+  /** the deprecation time computed from end_of_life (each region recomputes it from its creation date) */
+  deprecation: { at?: Date; warning?: string };
+}
+
+/** One region's work, filled in by the region stages one after the other. */
+export interface RegionWork {
+  region: string;
+  ec2: EC2Client;
+  /** the usable (available or pending) AMIs with this image's identity tags, found by 'remove failed copies' */
+  copies?: Ami[];
+  /** the AMI in this region once `copy` found or made it */
+  ami?: Ami;
+  published?: string;
+  failure?: RegionFailure;
+  warnings: string[];
+}
+
 interface RegionOutcome {
   region: string;
   imageId?: string;
@@ -145,22 +177,84 @@ interface RegionOutcome {
 
 export type ImportFn = (image: Image, ctx: CloudContext) => Promise<ImportResult>;
 
+/**
+ * Publish an imported image: find (or import again) the source AMI, then run the region stages in every target
+ * region at once, then collect the outcome. A failed region does not stop the others.
+ */
 export async function publishAws(
   image: Image,
   ctx: CloudContext,
   session: AwsSession,
   reimport: ImportFn,
 ): Promise<PublishResult> {
-  const plan = importPlan(image);
-  const perms = launchPermissions(image);
+  const settings = importPlan(image);
   const log = ctx.log.child({ image: image.imageName });
   if (isPlaceholderProject(image.config.project)) log.warn(placeholderWarning(image.config.project));
-  const ident = identityTags(image);
-  const warnings: string[] = [];
+  const { source, sourceRegion, reimported } = await availableSource(image, ctx, session, reimport, log);
+  log.info(
+    { region: sourceRegion, imageId: source.ImageId },
+    `publishing from ${sourceRegion}/${source.ImageId}`,
+  );
 
-  // the source: the AMI of this revision in the import region; imported again when missing or renamed
+  const enabled = await session.enabledRegions();
+  const { targets, failures: regionFailures } = targetRegions(image, enabled, sourceRegion, log);
+  log.info({ regions: targets.length }, `publishing to ${targets.length} region(s): ${targets.join(' ')}`);
+
+  const job = publishJob(image, session, log, settings, { source, sourceRegion, reimported });
+  const warnings: string[] = [];
+  if (job.deprecation.warning) {
+    log.warn(job.deprecation.warning);
+    warnings.push(job.deprecation.warning);
+  }
+  const outcomes = await publishRegions(job, targets);
+  return publishResult(outcomes, regionFailures, warnings, reimported);
+}
+
+/** The publish job of an image whose source AMI is known and available. */
+export function publishJob(
+  image: Image,
+  session: AwsSession,
+  log: Logger,
+  plan: { encrypted: boolean; kmsKeyId?: string | undefined },
+  from: { source: Ami; sourceRegion: string; reimported?: ImportResult | undefined },
+  now: Date = new Date(),
+): PublishJob {
+  const { source, sourceRegion, reimported } = from;
+  const perms = launchPermissions(image);
+  return {
+    image,
+    session,
+    log,
+    ident: identityTags(image),
+    encrypted: plan.encrypted,
+    kmsKeyId: plan.kmsKeyId,
+    perms,
+    source,
+    sourceRegion,
+    reimportTags: reimported
+      ? {
+          imported: reimported.imported,
+          import_id: reimported.import_id,
+          import_region: reimported.import_region,
+        }
+      : {},
+    deprecation: deprecationTime(image.config.end_of_life, perms.public, now),
+  };
+}
+
+/**
+ * The source: the AMI of this revision in the import region, imported again when missing or renamed, and
+ * waited for until available.
+ */
+export async function availableSource(
+  image: Image,
+  ctx: CloudContext,
+  session: AwsSession,
+  reimport: ImportFn,
+  log: Logger,
+): Promise<{ source: Ami; sourceRegion: string; reimported?: ImportResult }> {
   let sourceRegion = image.state.import_region || (await session.defaultRegion());
-  let source: Ami | undefined = (await findImages(session.ec2(sourceRegion), ident)).find(
+  let source: Ami | undefined = (await findImages(session.ec2(sourceRegion), identityTags(image))).find(
     (a) => a.State === 'available' || a.State === 'pending',
   );
   let reimported: ImportResult | undefined;
@@ -185,37 +279,40 @@ export async function publishAws(
       `${sourceRegion}: ${sourceId}`,
       session.tuning,
       log,
-      {
-        region: sourceRegion,
-      },
+      { region: sourceRegion },
     );
   }
-  const src = source;
-  log.info({ region: sourceRegion, imageId: sourceId }, `publishing from ${sourceRegion}/${sourceId}`);
+  return reimported ? { source, sourceRegion, reimported } : { source, sourceRegion };
+}
 
-  const enabled = await session.enabledRegions();
-  const { targets, failures: regionFailures } = targetRegions(image, enabled, sourceRegion, log);
-  log.info({ regions: targets.length }, `publishing to ${targets.length} region(s): ${targets.join(' ')}`);
+/** One stage of a region's publish; it reads the job and fills in the region's work. */
+export interface RegionStage {
+  name: string;
+  run(job: PublishJob, work: RegionWork): Promise<void>;
+}
 
-  const deprecation = deprecationTime(image.config.end_of_life, perms.public, new Date());
-  if (deprecation.warning) {
-    log.warn(deprecation.warning);
-    warnings.push(deprecation.warning);
-  }
+/**
+ * The region stages, one after the other. In the source region the AMI is the source itself (no copy, no
+ * wait).
+ */
+export const REGION_STAGES: readonly RegionStage[] = [
+  { name: 'remove failed copies', run: removeFailedCopies },
+  { name: 'copy', run: copyToRegion },
+  { name: 'wait available', run: waitCopyAvailable },
+  { name: 'tag', run: tagCopy },
+  { name: 'launch permissions', run: setLaunchPermissions },
+  { name: 'deprecate', run: setDeprecation },
+];
 
-  const reimportTags: Record<string, string> = reimported
-    ? {
-        imported: reimported.imported,
-        import_id: reimported.import_id,
-        import_region: reimported.import_region,
-      }
-    : {};
+/** Run the region stages in every target region, `tuning.concurrency` regions at a time. */
+async function publishRegions(job: PublishJob, targets: string[]): Promise<RegionOutcome[]> {
+  const { log, session } = job;
   const limit = pLimit(session.tuning.concurrency);
   let done = 0;
-  const outcomes = await Promise.all(
+  return Promise.all(
     targets.map((region) =>
       limit(async (): Promise<RegionOutcome> => {
-        const out = await publishRegion(region).catch(
+        const out = await publishRegion(job, region).catch(
           (err: unknown): RegionOutcome => ({
             region,
             failure: {
@@ -238,176 +335,247 @@ export async function publishAws(
       }),
     ),
   );
+}
 
-  async function publishRegion(region: string): Promise<RegionOutcome> {
-    const ec2 = session.ec2(region);
-    const fields = { region };
-    let ami: Ami;
-    if (region === sourceRegion) {
-      ami = src;
-    } else {
-      const found = await findImages(ec2, ident);
-      for (const bad of found.filter(
-        (a) => a.State === 'failed' || a.State === 'error' || a.State === 'invalid',
-      )) {
-        log.warn(fields, `${region}: removing failed copy ${bad.ImageId} left by an earlier run`);
-        await deleteAmi(ec2, bad, log, fields);
-      }
-      const usable = found.filter((a) => a.State === 'available' || a.State === 'pending');
-      const existing = usable.find((a) => a.Name === image.imageName);
-      for (const other of usable.filter((a) => a.Name !== image.imageName)) {
-        log.warn(
-          fields,
-          `${region}: ${other.ImageId} has this image's tags but is named "${other.Name}"; copying ${image.imageName} anew`,
-        );
-      }
-      if (existing?.ImageId) {
-        log.info(fields, `${region}: already there as ${existing.ImageId} (${existing.State})`);
-        ami = existing;
-      } else {
-        const idTags = toTags({ ...ident, Name: image.imageName });
-        const res = await adoptOnDuplicate(ec2, region, () =>
-          ec2.send(
-            new CopyImageCommand({
-              Name: src.Name,
-              Description: src.Description,
-              SourceImageId: sourceId,
-              SourceRegion: sourceRegion,
-              Encrypted: plan.encrypted,
-              ...(plan.kmsKeyId ? { KmsKeyId: plan.kmsKeyId } : {}),
-              // identity tags at once: a rerun after a crash finds the copy in progress instead of copying again
-              TagSpecifications: [
-                { ResourceType: 'image', Tags: idTags },
-                { ResourceType: 'snapshot', Tags: idTags },
-              ],
-            }),
-          ),
-        );
-        if ('adopted' in res) {
-          log.warn(
-            { ...fields, imageId: res.adopted.ImageId },
-            `${region}: another publish of this image copied it at the same time (${res.adopted.ImageId}); using its copy`,
-          );
-          ami = res.adopted;
-        } else {
-          if (!res.ImageId) throw new Error('CopyImage returned no image id');
-          log.info({ ...fields, imageId: res.ImageId }, `${region}: copying as ${res.ImageId}`);
-          ami = { ImageId: res.ImageId, State: 'pending', Name: src.Name };
-        }
-      }
-      if (ami.State !== 'available') {
-        try {
-          ami = await waitImageAvailable(
-            ec2,
-            ami.ImageId!,
-            `${region}: ${ami.ImageId}`,
-            session.tuning,
-            log,
-            fields,
-          );
-        } catch (err) {
-          if (err instanceof ImageFailedError) {
-            // a failed copy keeps its name taken: remove it so the next run can copy again
-            const failed = await describeImage(ec2, err.imageId).catch(() => undefined);
-            if (failed) await deleteAmi(ec2, failed, log, fields).catch(() => {});
-          }
-          throw err;
-        }
-      }
-    }
-    return finish(ec2, region, ami);
+/** One region: the region stages in order; a stage that throws fails the region. */
+export async function publishRegion(job: PublishJob, region: string): Promise<RegionOutcome> {
+  const work: RegionWork = { region, ec2: job.session.ec2(region), warnings: [] };
+  if (region === job.sourceRegion) work.ami = job.source;
+  for (const stage of REGION_STAGES) await stage.run(job, work);
+  return {
+    region,
+    imageId: work.ami?.ImageId,
+    published: work.published,
+    failure: work.failure,
+    warnings: work.warnings,
+  };
+}
+
+function isCopy(job: PublishJob, work: RegionWork): boolean {
+  return work.region !== job.sourceRegion;
+}
+
+function regionAmi(work: RegionWork): Ami {
+  if (!work.ami?.ImageId) throw new Error(`${work.region}: no AMI (the copy stage did not run)`);
+  return work.ami;
+}
+
+/** Stage 'remove failed copies': a failed copy left by an earlier run keeps its name taken. */
+export async function removeFailedCopies(job: PublishJob, work: RegionWork): Promise<void> {
+  if (!isCopy(job, work)) return;
+  const { region, ec2 } = work;
+  const fields = { region };
+  const found = await findImages(ec2, job.ident);
+  for (const bad of found.filter(
+    (a) => a.State === 'failed' || a.State === 'error' || a.State === 'invalid',
+  )) {
+    job.log.warn(fields, `${region}: removing failed copy ${bad.ImageId} left by an earlier run`);
+    await deleteAmi(ec2, bad, job.log, fields);
   }
+  work.copies = found.filter((a) => a.State === 'available' || a.State === 'pending');
+}
 
-  /**
-   * Two publishes of one image at once: the loser's CopyImage fails with InvalidAMIName.Duplicate. The winner's
-   * copy carries this image's identity tags from the start (TagSpecifications): found by name and tags, it is
-   * adopted. An AMI of that name with other tags is a real conflict.
-   */
-  async function adoptOnDuplicate<T>(
-    ec2: EC2Client,
-    region: string,
-    call: () => Promise<T>,
-  ): Promise<T | { adopted: Ami }> {
-    try {
-      return await call();
-    } catch (err) {
-      if (errorCode(err) !== 'InvalidAMIName.Duplicate') throw err;
-      const winner = await findImageByName(ec2, image.imageName);
-      const t = fromTags(winner?.Tags);
-      if (
-        !winner?.ImageId ||
-        t.project !== ident.project ||
-        t.image_key !== ident.image_key ||
-        t.revision !== ident.revision
-      ) {
-        throw new UserError(
-          `${region}: an AMI named ${image.imageName} already exists${winner?.ImageId ? ` (${winner.ImageId})` : ''} ` +
-            `with the tags of another image (project ${t.project ?? '-'}, image_key ${t.image_key ?? '-'}, revision ` +
-            `${t.revision ?? '-'}); deregister it or use --revise`,
-        );
-      }
-      return { adopted: winner };
-    }
+/**
+ * Stage 'copy': the copy of this revision already in the region (from an earlier or a concurrent run), or a
+ * new CopyImage of the source, tagged with the identity tags at once.
+ */
+export async function copyToRegion(job: PublishJob, work: RegionWork): Promise<void> {
+  if (!isCopy(job, work)) return;
+  const { image, log, source: src, sourceRegion } = job;
+  const { region, ec2 } = work;
+  const fields = { region };
+  const usable =
+    work.copies ??
+    (await findImages(ec2, job.ident)).filter((a) => a.State === 'available' || a.State === 'pending');
+  const existing = usable.find((a) => a.Name === image.imageName);
+  for (const other of usable.filter((a) => a.Name !== image.imageName)) {
+    log.warn(
+      fields,
+      `${region}: ${other.ImageId} has this image's tags but is named "${other.Name}"; copying ${image.imageName} anew`,
+    );
   }
+  if (existing?.ImageId) {
+    log.info(fields, `${region}: already there as ${existing.ImageId} (${existing.State})`);
+    work.ami = existing;
+    return;
+  }
+  const idTags = toTags({ ...job.ident, Name: image.imageName });
+  const res = await adoptOnDuplicate(job, ec2, region, () =>
+    ec2.send(
+      new CopyImageCommand({
+        Name: src.Name,
+        Description: src.Description,
+        SourceImageId: src.ImageId,
+        SourceRegion: sourceRegion,
+        Encrypted: job.encrypted,
+        ...(job.kmsKeyId ? { KmsKeyId: job.kmsKeyId } : {}),
+        // identity tags at once: a rerun after a crash finds the copy in progress instead of copying again
+        TagSpecifications: [
+          { ResourceType: 'image', Tags: idTags },
+          { ResourceType: 'snapshot', Tags: idTags },
+        ],
+      }),
+    ),
+  );
+  if ('adopted' in res) {
+    log.warn(
+      { ...fields, imageId: res.adopted.ImageId },
+      `${region}: another publish of this image copied it at the same time (${res.adopted.ImageId}); using its copy`,
+    );
+    work.ami = res.adopted;
+  } else {
+    if (!res.ImageId) throw new Error('CopyImage returned no image id');
+    log.info({ ...fields, imageId: res.ImageId }, `${region}: copying as ${res.ImageId}`);
+    work.ami = { ImageId: res.ImageId, State: 'pending', Name: src.Name };
+  }
+}
 
-  async function finish(ec2: EC2Client, region: string, ami: Ami): Promise<RegionOutcome> {
-    const imageId = ami.ImageId!;
-    const fields = { region, imageId };
-    const warns: string[] = [];
-    const had = fromTags(ami.Tags);
-    const published = had.published || new Date().toISOString();
-    const tags = imageTagMap(image, { ...reimportTags, published });
-    log.debug(fields, `${region}: tagging ${imageId} and its snapshot`);
-    await ec2.send(new CreateTagsCommand({ Resources: [imageId, ...snapshotIds(ami)], Tags: toTags(tags) }));
-    if (ami.Description !== image.imageDescription) {
-      await ec2.send(
-        new ModifyImageAttributeCommand({ ImageId: imageId, Description: { Value: image.imageDescription } }),
+/**
+ * Two publishes of one image at once: the loser's CopyImage fails with InvalidAMIName.Duplicate. The winner's
+ * copy carries this image's identity tags from the start (TagSpecifications): found by name and tags, it is
+ * adopted. An AMI of that name with other tags is a real conflict.
+ */
+async function adoptOnDuplicate<T>(
+  job: PublishJob,
+  ec2: EC2Client,
+  region: string,
+  call: () => Promise<T>,
+): Promise<T | { adopted: Ami }> {
+  const { image, ident } = job;
+  try {
+    return await call();
+  } catch (err) {
+    if (errorCode(err) !== 'InvalidAMIName.Duplicate') throw err;
+    const winner = await findImageByName(ec2, image.imageName);
+    const t = fromTags(winner?.Tags);
+    if (
+      !winner?.ImageId ||
+      t.project !== ident.project ||
+      t.image_key !== ident.image_key ||
+      t.revision !== ident.revision
+    ) {
+      throw new UserError(
+        `${region}: an AMI named ${image.imageName} already exists${winner?.ImageId ? ` (${winner.ImageId})` : ''} ` +
+          `with the tags of another image (project ${t.project ?? '-'}, image_key ${t.image_key ?? '-'}, revision ` +
+          `${t.revision ?? '-'}); deregister it or use --revise`,
       );
     }
-    await ec2.send(new ResetImageAttributeCommand({ ImageId: imageId, Attribute: 'launchPermission' }));
-    let failure: RegionFailure | undefined;
-    const add = [
-      ...(perms.public ? [{ Group: 'all' as const }] : []),
-      ...perms.users.map((UserId) => ({ UserId })),
-    ];
-    if (add.length > 0) {
-      try {
-        await ec2.send(new ModifyImageAttributeCommand({ ImageId: imageId, LaunchPermission: { Add: add } }));
-      } catch (err) {
-        const code = errorCode(err);
-        failure = {
-          region,
-          code,
-          error:
-            code === 'ResourceLimitExceeded'
-              ? `public AMI quota reached in ${region}: ${imageId} exists but is NOT public; request a quota increase ` +
-                `(or deregister old public AMIs) and publish again (${describeError(err)})`
-              : `cannot set launch permissions of ${imageId}: ${describeError(err)}`,
-        };
-      }
-    }
-    if (deprecation.at) {
-      const isPublic = perms.public && !failure;
-      // AWS counts the limit from the image's creation date in this region, not from now
-      const created = ami.CreationDate ? new Date(ami.CreationDate) : new Date();
-      const d = deprecationTime(image.config.end_of_life, isPublic, new Date(), created);
-      const at = d.at ?? deprecation.at;
-      if (d.warning && d.warning !== deprecation.warning) {
-        const w = `${region}: ${d.warning}`;
-        log.warn(fields, w);
-        warns.push(w);
-      }
-      try {
-        await ec2.send(new EnableImageDeprecationCommand({ ImageId: imageId, DeprecateAt: at }));
-      } catch (err) {
-        const w = `${region}: cannot set deprecation time of ${imageId}: ${describeError(err)}`;
-        log.warn(fields, w);
-        warns.push(w);
-      }
-    }
-    return { region, imageId, published, failure, warnings: warns };
+    return { adopted: winner };
   }
+}
 
+/** Stage 'wait available': wait for the copy; a copy that failed is removed so the next run can copy again. */
+export async function waitCopyAvailable(job: PublishJob, work: RegionWork): Promise<void> {
+  if (!isCopy(job, work)) return;
+  const { region, ec2 } = work;
+  const ami = regionAmi(work);
+  if (ami.State === 'available') return;
+  const fields = { region };
+  try {
+    work.ami = await waitImageAvailable(
+      ec2,
+      ami.ImageId!,
+      `${region}: ${ami.ImageId}`,
+      job.session.tuning,
+      job.log,
+      fields,
+    );
+  } catch (err) {
+    if (err instanceof ImageFailedError) {
+      const failed = await describeImage(ec2, err.imageId).catch(() => undefined);
+      if (failed) await deleteAmi(ec2, failed, job.log, fields).catch(() => {});
+    }
+    throw err;
+  }
+}
+
+/**
+ * Stage 'tag': the image's tags on the AMI and its snapshot (`published` kept from an earlier run), and its
+ * description.
+ */
+export async function tagCopy(job: PublishJob, work: RegionWork): Promise<void> {
+  const { image, log } = job;
+  const { region, ec2 } = work;
+  const ami = regionAmi(work);
+  const imageId = ami.ImageId!;
+  const published = fromTags(ami.Tags).published || new Date().toISOString();
+  work.published = published;
+  const tags = imageTagMap(image, { ...job.reimportTags, published });
+  log.debug({ region, imageId }, `${region}: tagging ${imageId} and its snapshot`);
+  await ec2.send(new CreateTagsCommand({ Resources: [imageId, ...snapshotIds(ami)], Tags: toTags(tags) }));
+  if (ami.Description !== image.imageDescription) {
+    await ec2.send(
+      new ModifyImageAttributeCommand({ ImageId: imageId, Description: { Value: image.imageDescription } }),
+    );
+  }
+}
+
+/**
+ * Stage 'launch permissions': reset, then add public and the listed accounts. A refusal (e.g. the public AMI
+ * quota) fails the region but leaves the AMI, so the deprecation stage still runs.
+ */
+export async function setLaunchPermissions(job: PublishJob, work: RegionWork): Promise<void> {
+  const { perms } = job;
+  const { region, ec2 } = work;
+  const imageId = regionAmi(work).ImageId!;
+  await ec2.send(new ResetImageAttributeCommand({ ImageId: imageId, Attribute: 'launchPermission' }));
+  const add = [
+    ...(perms.public ? [{ Group: 'all' as const }] : []),
+    ...perms.users.map((UserId) => ({ UserId })),
+  ];
+  if (add.length === 0) return;
+  try {
+    await ec2.send(new ModifyImageAttributeCommand({ ImageId: imageId, LaunchPermission: { Add: add } }));
+  } catch (err) {
+    const code = errorCode(err);
+    work.failure = {
+      region,
+      code,
+      error:
+        code === 'ResourceLimitExceeded'
+          ? `public AMI quota reached in ${region}: ${imageId} exists but is NOT public; request a quota increase ` +
+            `(or deregister old public AMIs) and publish again (${describeError(err)})`
+          : `cannot set launch permissions of ${imageId}: ${describeError(err)}`,
+    };
+  }
+}
+
+/**
+ * Stage 'deprecate': the deprecation time, recomputed from the AMI's creation date in this region (AWS counts
+ * its limit from there, not from now). A refusal is a warning.
+ */
+export async function setDeprecation(job: PublishJob, work: RegionWork): Promise<void> {
+  const { deprecation, log } = job;
+  if (!deprecation.at) return;
+  const { region, ec2 } = work;
+  const ami = regionAmi(work);
+  const imageId = ami.ImageId!;
+  const fields = { region, imageId };
+  const isPublic = job.perms.public && !work.failure;
+  const created = ami.CreationDate ? new Date(ami.CreationDate) : new Date();
+  const d = deprecationTime(job.image.config.end_of_life, isPublic, new Date(), created);
+  const at = d.at ?? deprecation.at;
+  if (d.warning && d.warning !== deprecation.warning) {
+    const w = `${region}: ${d.warning}`;
+    log.warn(fields, w);
+    work.warnings.push(w);
+  }
+  try {
+    await ec2.send(new EnableImageDeprecationCommand({ ImageId: imageId, DeprecateAt: at }));
+  } catch (err) {
+    const w = `${region}: cannot set deprecation time of ${imageId}: ${describeError(err)}`;
+    log.warn(fields, w);
+    work.warnings.push(w);
+  }
+}
+
+/** The publish result: artifacts and failures by region, `published` = the earliest region's time. */
+function publishResult(
+  outcomes: RegionOutcome[],
+  regionFailures: RegionFailure[],
+  warnings: string[],
+  reimported: ImportResult | undefined,
+): PublishResult {
   const artifacts: Record<string, string> = {};
   const failures: RegionFailure[] = [...regionFailures];
   let first: string | undefined;
