@@ -231,75 +231,130 @@ async function release(image: Image, ctx: RunContext): Promise<void> {
   await saveMetadata(image, ctx);
 }
 
+async function publish(image: Image, ctx: RunContext, regionFailures: RegionFailures): Promise<void> {
+  const plugin = ctx.cloud(image.config.cloud);
+  if (!plugin.publishImage) throw new UserError(`cloud ${plugin.name} cannot publish images`);
+  requireTested(image, 'publish', ctx);
+  const r = await plugin.publishImage(image, ctx.cloudContext);
+  // the source image was gone and publish imported it again
+  if (r.reimported) image.record(stateAfter.imported(image.state, r.reimported));
+  ctx.log.info({ image: image.imageName }, `\n${formatPublishSummary(image.imageName, r)}`);
+  if (r.failures.length > 0) regionFailures.push({ image: image.imageName, failures: r.failures });
+  const published = r.failures.length > 0 ? undefined : (r.published ?? ctx.now().toISOString());
+  image.record(stateAfter.published(image.state, { artifacts: r.artifacts, published }));
+  await saveMetadata(image, ctx);
+  if (r.failures.length > 0) {
+    throw new Error(`publishing failed in ${r.failures.map((f) => f.region).join(', ')}`);
+  }
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// Undo: each removes what its step made, and records it
+
+/** Undo of import: delete the imported image in the cloud. */
+async function deleteImported(image: Image, ctx: RunContext): Promise<void> {
+  const importId = image.state.import_id;
+  if (!importId) return;
+  const plugin = ctx.cloud(image.config.cloud);
+  if (!plugin.deleteImage) throw new UserError(`cloud ${plugin.name} cannot delete imported images`);
+  ctx.log.warn({ image: image.imageName }, `deleting imported image ${importId}`);
+  await plugin.deleteImage(image, importId, ctx.cloudContext);
+  image.record(stateAfter.importRemoved(image.state));
+}
+
+/** Undo of upload: remove the revision's files from storage, metadata first. */
+async function removeUploaded(image: Image, ctx: RunContext): Promise<void> {
+  if (!image.storageUrl) return;
+  ctx.log.warn({ image: image.imageName }, `removing uploaded files from ${image.storageUrl}`);
+  // metadata first: a crash part-way leaves files with no metadata, which the next run uploads again
+  const files = revisionFiles(image);
+  const meta = files.filter((f) => f.startsWith(image.metadataFile));
+  const rest = files.filter((f) => !f.startsWith(image.metadataFile));
+  const storage = ctx.pool.get(image.storageUrl);
+  await storage.remove(meta);
+  await storage.remove(rest);
+  image.record(stateAfter.uploadRemoved(image.state));
+}
+
+/** Undo of local: remove the local build directory. */
+async function removeLocal(image: Image, ctx: RunContext): Promise<void> {
+  ctx.log.warn({ image: image.imageName }, `removing local build directory ${image.localDir}`);
+  await rm(image.localDir, { recursive: true, force: true });
+  image.record(stateAfter.localRemoved(image.state));
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// The step table
+
+type RegionFailures = StepOutcome['regionFailures'];
+
+/** One image step as Packer writes its steps: the run and, beside it, its undo or why it has none. */
+export interface StepEntry {
+  readonly step: ImageStep;
+  /** runs the step over the images whose plan includes it; publish adds its failed regions */
+  readonly run: (
+    images: readonly Image[],
+    ctx: RunContext,
+    regionFailures: RegionFailures,
+  ) => Promise<StepFailure[]>;
+  /**
+   * rollback's (and a --revise bump's) undo of one image, named by the plan's `UndoAction`; undos run in reverse
+   * table order. `none` says why a step is not undone.
+   */
+  readonly undo:
+    | { readonly action: UndoAction; readonly run: (image: Image, ctx: RunContext) => Promise<void> }
+    | { readonly none: string };
+}
+
+/** Run `fn` for each image (options.parallel at once). */
+const each =
+  (step: ImageStep, fn: (image: Image, ctx: RunContext) => Promise<void>): StepEntry['run'] =>
+  (images, ctx) =>
+    forEachImage(step, images, ctx, (i) => fn(i, ctx));
+
+/** The image steps in order, each with its run beside its undo. The pipeline, sharded runs and rollback use it. */
+export const STEP_TABLE: readonly StepEntry[] = [
+  { step: 'local', run: stepLocal, undo: { action: 'local', run: removeLocal } },
+  { step: 'test', run: stepTest, undo: { none: 'nothing to remove; a new build is tested again' } },
+  { step: 'upload', run: each('upload', upload), undo: { action: 'upload', run: removeUploaded } },
+  { step: 'import', run: each('import', importImage), undo: { action: 'import', run: deleteImported } },
+  {
+    step: 'sign',
+    run: each('sign', sign),
+    undo: { none: 'nothing to remove; a new revision is signed again' },
+  },
+  {
+    step: 'publish',
+    run: (images, ctx, regionFailures) =>
+      forEachImage('publish', images, ctx, (i) => publish(i, ctx, regionFailures)),
+    undo: { none: 'refused: published images stay' },
+  },
+  { step: 'release', run: each('release', release), undo: { none: 'refused: released images stay' } },
+];
+
+function entryOf(step: ImageStep): StepEntry {
+  const e = STEP_TABLE.find((x) => x.step === step);
+  if (!e) throw new Error(`no step ${step} in the step table`);
+  return e;
+}
+
 /** Run one forward step over the images whose plan includes it. */
 export async function runStep(
   step: ImageStep,
   images: readonly Image[],
   ctx: RunContext,
 ): Promise<StepOutcome> {
-  const regionFailures: StepOutcome['regionFailures'] = [];
+  const regionFailures: RegionFailures = [];
   if (images.length === 0) return { failures: [], regionFailures };
   ctx.log.info({ step, images: images.length }, `${step}: ${images.length} image(s)`);
-  switch (step) {
-    case 'local':
-      return { failures: await stepLocal(images, ctx), regionFailures };
-    case 'test':
-      return { failures: await stepTest(images, ctx), regionFailures };
-    case 'upload':
-      return { failures: await forEachImage(step, images, ctx, (i) => upload(i, ctx)), regionFailures };
-    case 'import':
-      return { failures: await forEachImage(step, images, ctx, (i) => importImage(i, ctx)), regionFailures };
-    case 'sign':
-      return { failures: await forEachImage(step, images, ctx, (i) => sign(i, ctx)), regionFailures };
-    case 'release':
-      return { failures: await forEachImage(step, images, ctx, (i) => release(i, ctx)), regionFailures };
-    case 'publish': {
-      const failures = await forEachImage(step, images, ctx, async (image) => {
-        const plugin = ctx.cloud(image.config.cloud);
-        if (!plugin.publishImage) throw new UserError(`cloud ${plugin.name} cannot publish images`);
-        requireTested(image, 'publish', ctx);
-        const r = await plugin.publishImage(image, ctx.cloudContext);
-        // the source image was gone and publish imported it again
-        if (r.reimported) image.record(stateAfter.imported(image.state, r.reimported));
-        ctx.log.info({ image: image.imageName }, `\n${formatPublishSummary(image.imageName, r)}`);
-        if (r.failures.length > 0) regionFailures.push({ image: image.imageName, failures: r.failures });
-        const published = r.failures.length > 0 ? undefined : (r.published ?? ctx.now().toISOString());
-        image.record(stateAfter.published(image.state, { artifacts: r.artifacts, published }));
-        await saveMetadata(image, ctx);
-        if (r.failures.length > 0) {
-          throw new Error(`publishing failed in ${r.failures.map((f) => f.region).join(', ')}`);
-        }
-      });
-      return { failures, regionFailures };
-    }
-  }
+  const failures = await entryOf(step).run(images, ctx, regionFailures);
+  return { failures, regionFailures };
 }
 
-/** Undo (rollback, or the local files of a revision bumped by --revise). */
+/** Undo (rollback, or the local files of a revision bumped by --revise): the table's undos, last step first. */
 export async function undoImage(image: Image, undo: readonly UndoAction[], ctx: RunContext): Promise<void> {
-  const importId = image.state.import_id;
-  if (undo.includes('import') && importId) {
-    const plugin = ctx.cloud(image.config.cloud);
-    if (!plugin.deleteImage) throw new UserError(`cloud ${plugin.name} cannot delete imported images`);
-    ctx.log.warn({ image: image.imageName }, `deleting imported image ${importId}`);
-    await plugin.deleteImage(image, importId, ctx.cloudContext);
-    image.record(stateAfter.importRemoved(image.state));
-  }
-  if (undo.includes('upload') && image.storageUrl) {
-    ctx.log.warn({ image: image.imageName }, `removing uploaded files from ${image.storageUrl}`);
-    // metadata first: a crash part-way leaves files with no metadata, which the next run uploads again
-    const files = revisionFiles(image);
-    const meta = files.filter((f) => f.startsWith(image.metadataFile));
-    const rest = files.filter((f) => !f.startsWith(image.metadataFile));
-    const storage = ctx.pool.get(image.storageUrl);
-    await storage.remove(meta);
-    await storage.remove(rest);
-    image.record(stateAfter.uploadRemoved(image.state));
-  }
-  if (undo.includes('local')) {
-    ctx.log.warn({ image: image.imageName }, `removing local build directory ${image.localDir}`);
-    await rm(image.localDir, { recursive: true, force: true });
-    image.record(stateAfter.localRemoved(image.state));
+  for (const { undo: u } of [...STEP_TABLE].reverse()) {
+    if ('action' in u && undo.includes(u.action)) await u.run(image, ctx);
   }
 }
 
