@@ -4,8 +4,9 @@ import { createHmac } from 'node:crypto';
  * The small part of OpenSSH's client configuration that ssh:// storage honours, so a release engineer's
  * ~/.ssh/config aliases and keys work as they do with `ssh`: Host blocks (patterns, `!` negation) with
  * HostName, User, Port, IdentityFile, IdentitiesOnly, UserKnownHostsFile, StrictHostKeyChecking and
- * ConnectTimeout. As in ssh, the first value found for a key wins. Match blocks and Include are not supported
- * (their options are ignored).
+ * ConnectTimeout, ProxyJump and ProxyCommand. As in ssh, the first value found for a key wins. Match blocks and
+ * Include are not supported (their options are ignored). This parser is the fallback for machines without
+ * OpenSSH's `ssh`; with it, `ssh -G` resolves the configuration (ssh-route.ts).
  */
 export interface SshHostConfig {
   hostName?: string;
@@ -16,6 +17,10 @@ export interface SshHostConfig {
   userKnownHostsFiles?: string[];
   strictHostKeyChecking?: string;
   connectTimeoutSec?: number;
+  /** ProxyJump as written: comma-separated `[user@]host[:port]` hops */
+  proxyJump?: string;
+  /** ProxyCommand with its %-tokens unexpanded */
+  proxyCommand?: string;
 }
 
 interface Block {
@@ -42,7 +47,8 @@ export function parseSshConfig(text: string): Block[] {
     const args = tokenize(m[2]!);
     if (key === 'host') blocks.push({ patterns: args, options: [] });
     else if (key === 'match') blocks.push({ patterns: null, options: [] });
-    else blocks[blocks.length - 1]!.options.push([key, args]);
+    // ProxyCommand is a shell command line: kept as written (sh parses its quotes)
+    else blocks[blocks.length - 1]!.options.push([key, key === 'proxycommand' ? [m[2]!] : args]);
   }
   return blocks;
 }
@@ -115,6 +121,12 @@ export function resolveSshConfig(blocks: readonly Block[], host: string): SshHos
           break;
         case 'connecttimeout':
           if (/^\d+$/.test(v)) cfg.connectTimeoutSec = Number(v);
+          break;
+        case 'proxyjump':
+          if (v.toLowerCase() !== 'none') cfg.proxyJump = args.join(' ');
+          break;
+        case 'proxycommand':
+          if (v.toLowerCase() !== 'none') cfg.proxyCommand = v;
           break;
       }
     }

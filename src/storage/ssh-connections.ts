@@ -3,9 +3,11 @@
  * checks and authentication like the ssh client. The Storage on top of them is ./ssh.ts.
  */
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { appendFile, mkdir, readFile } from 'node:fs/promises';
 import { homedir, userInfo } from 'node:os';
 import { dirname } from 'node:path';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { AnyAuthMethod, ParsedKey, SFTPWrapper } from 'ssh2';
 import ssh2 from 'ssh2';
@@ -20,7 +22,15 @@ import {
   parseKnownHosts,
   parseSshConfig,
   resolveSshConfig,
+  type SshHostConfig,
 } from './ssh-config.js';
+import {
+  expandProxyCommand,
+  findProgram,
+  parseJumpHop,
+  proxyCommandSocket,
+  resolveWithSsh,
+} from './ssh-route.js';
 import type { SshLocation } from './url.js';
 
 const { Client, utils } = ssh2;
@@ -31,6 +41,8 @@ export const SFTP_NO_SUCH_FILE = 2;
 
 const DEFAULT_IDENTITIES = ['id_ed25519', 'id_ecdsa', 'id_rsa'];
 const DEFAULT_CONNECT_TIMEOUT_SEC = 15;
+/** ProxyJump chains longer than this are taken for a loop in the configuration */
+const MAX_JUMPS = 8;
 
 type StrictMode = 'yes' | 'accept-new' | 'no';
 
@@ -58,6 +70,11 @@ interface Target {
   knownHostsFiles: string[];
   strict: StrictMode;
   connectTimeoutMs: number;
+  /** the host as written (URL or ProxyJump hop): ProxyCommand's %n */
+  alias: string;
+  /** comma-separated hops, first hop first */
+  proxyJump?: string;
+  proxyCommand?: string;
 }
 
 export function sftpCode(err: unknown): number | undefined {
@@ -94,11 +111,16 @@ export class SshConnections {
   private readonly targets = new Map<string, Promise<Target>>();
   private opened = 0;
   private closed = false;
+  /** OpenSSH's ssh: null until looked up, undefined when it is not installed */
+  private sshProgram: string | undefined | null = null;
+  /** the account's home directory, where ssh itself looks for ~/.ssh */
+  private readonly accountHome: string;
 
   constructor(opts: { log: Logger; env: NodeJS.ProcessEnv }) {
     this.log = opts.log;
     this.env = opts.env;
     this.home = opts.env.HOME || homedir();
+    this.accountHome = accountHome();
   }
 
   get connectionsOpened(): number {
@@ -123,8 +145,60 @@ export class SshConnections {
     return this.configText;
   }
 
+  /** OpenSSH's `ssh` (looked up once on PATH), or undefined: then the built-in parser reads the config. */
+  private openSsh(): string | undefined {
+    if (this.sshProgram === null) {
+      this.sshProgram = findProgram('ssh', this.env.PATH);
+      if (!this.sshProgram) {
+        this.log.warn(
+          'ssh: OpenSSH client not found on PATH; ssh config read by the built-in parser (Host blocks only: Include and Match are not honoured)',
+        );
+      }
+    }
+    return this.sshProgram;
+  }
+
+  /**
+   * The `-F` file for `ssh -G`: BUILD_SSH_CONFIG (`none`: no file), else ssh's own defaults. When $HOME is not
+   * the account's home directory (which is where ssh looks), $HOME/.ssh/config is named explicitly, as the
+   * built-in parser always did.
+   */
+  private sshConfigArg(): string | undefined {
+    const explicit = this.env.BUILD_SSH_CONFIG;
+    if (explicit) return explicit === 'none' ? '/dev/null' : explicit;
+    if (this.home === this.accountHome) return undefined;
+    const mine = `${this.home}/.ssh/config`;
+    return existsSync(mine) ? mine : '/dev/null';
+  }
+
+  /** The ssh client configuration for `host` (as written), resolved by `ssh -G` or the built-in parser. */
+  private async hostConfig(
+    host: string,
+    user: string | undefined,
+    port: number | undefined,
+  ): Promise<SshHostConfig> {
+    const ssh = this.openSsh();
+    if (!ssh) return resolveSshConfig(parseSshConfig(await this.readConfig()), host);
+    const configFile = this.sshConfigArg();
+    const cfg = await resolveWithSsh(ssh, {
+      host,
+      user,
+      port,
+      ...(configFile !== undefined ? { configFile } : {}),
+      env: this.env,
+    });
+    // ssh expands ~ to the account's home; $HOME wins here, as with the built-in parser
+    if (this.home !== this.accountHome && cfg.userKnownHostsFiles) {
+      const prefix = `${this.accountHome}/`;
+      cfg.userKnownHostsFiles = cfg.userKnownHostsFiles.map((f) =>
+        f.startsWith(prefix) ? `${this.home}/${f.slice(prefix.length)}` : f,
+      );
+    }
+    return cfg;
+  }
+
   private async target(loc: SshLocation): Promise<Target> {
-    const cfg = resolveSshConfig(parseSshConfig(await this.readConfig()), loc.host);
+    const cfg = await this.hostConfig(loc.host, loc.user, loc.port);
     const user = loc.user ?? cfg.user ?? this.localUser();
     const port = loc.port ?? cfg.port ?? 22;
     const vars = { home: this.home, localUser: this.localUser(), host: loc.host, remoteUser: user, port };
@@ -145,7 +219,7 @@ export class SshConnections {
     const strictSource = this.env.BUILD_SSH_STRICT_HOST_KEY_CHECKING
       ? 'BUILD_SSH_STRICT_HOST_KEY_CHECKING'
       : 'StrictHostKeyChecking in ssh config';
-    return {
+    const t: Target = {
       key: `${user}@${host}:${port}`,
       host,
       port,
@@ -158,7 +232,11 @@ export class SshConnections {
         strictSource,
       ),
       connectTimeoutMs: Math.round(timeoutSec * 1000),
+      alias: loc.host,
     };
+    if (cfg.proxyJump) t.proxyJump = cfg.proxyJump;
+    else if (cfg.proxyCommand) t.proxyCommand = cfg.proxyCommand;
+    return t;
   }
 
   /** The session for this location, connecting on first use. Errors are UserErrors naming `url`. */
@@ -266,6 +344,40 @@ export class SshConnections {
   }
 
   private async connect(t: Target): Promise<Session> {
+    const client = await this.openClient(t, 0);
+    let session: Session | undefined;
+    client.on('close', () => {
+      if (session) this.discard(session);
+    });
+    const sftp = await new Promise<SFTPWrapper>((resolve, reject) => {
+      client.sftp((err, channel) => {
+        if (err) {
+          client.end();
+          reject(new Error(`${t.key}: cannot open an SFTP channel: ${err.message}`));
+        } else resolve(channel);
+      });
+    });
+    const s: Session = { key: t.key, client, sftp, dirs: new Map(), alive: true, pending: new Set() };
+    session = s;
+    this.live.set(t.key, s);
+    sftp.on('close', () => {
+      this.discard(s);
+      client.end();
+    });
+    sftp.on('error', (e: Error) => {
+      this.log.warn({ host: t.key, err: e.message }, 'ssh: SFTP channel error');
+      this.discard(s);
+      client.end();
+    });
+    this.log.debug({ host: t.key }, 'ssh: connected');
+    return s;
+  }
+
+  /**
+   * An authenticated ssh connection to `t`: directly, through its ProxyJump hosts (each one an ssh connection
+   * of its own, carrying the next over a direct-tcpip channel), or over its ProxyCommand's stdio.
+   */
+  private async openClient(t: Target, depth: number): Promise<SshClient> {
     const { methods, tried } = await this.authMethods(t);
     const entries = await this.knownHosts(t);
     const hostName = knownHostName(t.host, t.port);
@@ -302,51 +414,41 @@ export class SshConnections {
       return true;
     };
 
+    const route = await this.route(t, depth);
     const client = new Client();
-    let session: Session | undefined;
-    const established = await new Promise<Session>((resolve, reject) => {
+    await new Promise<void>((resolve, reject) => {
       let settled = false;
       const fail = (err: Error) => {
         if (settled) return;
         settled = true;
         client.end();
+        route?.close();
         reject(err);
       };
       client.on('error', (err: Error & { level?: string; code?: string }) => {
         if (!settled) {
-          fail(new Error(this.connectError(t, err, hostKeyProblem, tried)));
+          fail(new Error(this.connectError(t, err, hostKeyProblem, tried, route?.why())));
           return;
         }
         this.log.warn({ host: t.key, err: err.message }, 'ssh connection error');
       });
       client.on('close', () => {
-        if (!settled) fail(new Error(`cannot connect to ${t.key}: connection closed during handshake`));
-        if (session) this.discard(session);
+        route?.close();
+        if (!settled) {
+          const why = route?.why();
+          fail(
+            new Error(
+              `cannot connect to ${t.key}: connection closed during handshake${why ? ` (${why})` : ''}`,
+            ),
+          );
+        }
       });
       client.on('ready', () => {
         this.opened += 1;
-        client.sftp((err, sftp) => {
-          if (err) {
-            fail(new Error(`${t.key}: cannot open an SFTP channel: ${err.message}`));
-            return;
-          }
-          settled = true;
-          const s: Session = { key: t.key, client, sftp, dirs: new Map(), alive: true, pending: new Set() };
-          session = s;
-          this.live.set(t.key, s);
-          sftp.on('close', () => {
-            this.discard(s);
-            client.end();
-          });
-          sftp.on('error', (e: Error) => {
-            this.log.warn({ host: t.key, err: e.message }, 'ssh: SFTP channel error');
-            this.discard(s);
-            client.end();
-          });
-          resolve(s);
-        });
+        settled = true;
+        resolve();
       });
-      this.log.debug({ host: t.key }, 'ssh: connecting');
+      this.log.debug({ host: t.key, via: route?.via }, 'ssh: connecting');
       client.connect({
         host: t.host,
         port: t.port,
@@ -357,11 +459,90 @@ export class SshConnections {
         readyTimeout: t.connectTimeoutMs,
         keepaliveInterval: 10_000,
         keepaliveCountMax: 3,
+        ...(route ? { sock: route.sock } : {}),
       });
     });
     if (newHostKey) await this.recordHostKey(t, hostName, newHostKey);
-    this.log.debug({ host: t.key }, 'ssh: connected');
-    return established;
+    return client;
+  }
+
+  /**
+   * The socket that carries the connection to `t` when it is not a plain TCP connection: a channel through
+   * the last ProxyJump host (itself reached through the hops before it), or a ProxyCommand's stdio.
+   */
+  private async route(
+    t: Target,
+    depth: number,
+  ): Promise<{ sock: Duplex; via: string; close(): void; why(): string | undefined } | undefined> {
+    if (t.proxyJump) {
+      if (depth >= MAX_JUMPS) {
+        throw new UserError(
+          `more than ${MAX_JUMPS} ProxyJump hops to reach ${t.key} (a loop in the ssh config?)`,
+        );
+      }
+      const hops = t.proxyJump.split(',').map((h) => h.trim());
+      const last = parseJumpHop(hops.pop()!);
+      const jump = await this.target({
+        kind: 'ssh',
+        host: last.host,
+        path: '.',
+        ...(last.user !== undefined ? { user: last.user } : {}),
+        ...(last.port !== undefined ? { port: last.port } : {}),
+      });
+      // `ssh -J a,b target` reaches b through a; the last hop's own ProxyJump applies only to a single hop
+      if (hops.length) {
+        jump.proxyJump = hops.join(',');
+        delete jump.proxyCommand;
+      }
+      let jumpClient: SshClient;
+      try {
+        jumpClient = await this.openClient(jump, depth + 1);
+      } catch (err) {
+        throw new Error(`ProxyJump ${jump.key} (to reach ${t.key}): ${errorMessage(err)}`);
+      }
+      const sock = await new Promise<Duplex>((resolve, reject) => {
+        jumpClient.forwardOut('127.0.0.1', 0, t.host, t.port, (err, channel) => {
+          if (err) {
+            jumpClient.end();
+            reject(
+              new Error(
+                `ProxyJump ${jump.key} could not open a channel to ${t.host}:${t.port}: ${err.message}`,
+              ),
+            );
+          } else resolve(channel);
+        });
+      });
+      sock.once('close', () => jumpClient.end());
+      return { sock, via: `ProxyJump ${jump.key}`, close: () => jumpClient.end(), why: () => undefined };
+    }
+    if (t.proxyCommand) {
+      const command = expandProxyCommand(t.proxyCommand, {
+        host: t.host,
+        port: t.port,
+        user: t.user,
+        alias: t.alias,
+      });
+      let ended: string | undefined;
+      // its last words on stderr explain a failed connection (ssh's own ProxyCommand errors go there too)
+      const said: string[] = [];
+      const p = proxyCommandSocket(command, this.env, (line) => {
+        said.push(line);
+        if (said.length > 3) said.shift();
+        this.log.debug({ host: t.key, line }, 'ssh: ProxyCommand stderr');
+      });
+      void p.exited.then((why) => {
+        ended = why;
+      });
+      return {
+        sock: p.sock,
+        via: 'ProxyCommand',
+        close: () => p.sock.destroy(),
+        why: () =>
+          [ended, said.length ? `it said: ${said.join(' / ')}` : undefined].filter(Boolean).join('; ') ||
+          undefined,
+      };
+    }
+    return undefined;
   }
 
   /** Forget a session whose connection has died; the next operation on that host opens a new one. */
@@ -397,9 +578,12 @@ export class SshConnections {
     err: Error & { level?: string; code?: string },
     hostKeyProblem: string | undefined,
     tried: string[],
+    routeProblem?: string,
   ): string {
     if (hostKeyProblem) return hostKeyProblem;
-    const where = `cannot connect to ssh server ${t.key}`;
+    const via = t.proxyJump ? ` via ProxyJump ${t.proxyJump}` : t.proxyCommand ? ' via ProxyCommand' : '';
+    const where = `cannot connect to ssh server ${t.key}${via}`;
+    if (routeProblem) return `${where}: ${routeProblem}`;
     switch (err.code) {
       case 'ECONNREFUSED':
         return `${where}: connection refused`;
@@ -442,6 +626,15 @@ export class SshConnections {
         });
       }),
     );
+  }
+}
+
+/** The account's home directory from the password database (where ssh looks, whatever $HOME says). */
+function accountHome(): string {
+  try {
+    return userInfo().homedir;
+  } catch {
+    return homedir();
   }
 }
 

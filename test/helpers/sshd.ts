@@ -144,7 +144,13 @@ function waitForBanner(port: number, child: ChildProcess, logText: () => string,
   });
 }
 
-export async function startSshd(opts: { home?: string } = {}): Promise<SshdHandle> {
+export async function startSshd(
+  opts: {
+    home?: string;
+    /** more sshd_config lines (e.g. LogLevel DEBUG1, PermitOpen), ahead of the defaults */
+    extraConfig?: string[];
+  } = {},
+): Promise<SshdHandle> {
   const reason = sshdUnavailableReason();
   if (reason) throw new Error(`cannot start sshd: ${reason}`);
   const dir = await mkdtemp(join(tmpdir(), 'sshd-'));
@@ -165,6 +171,8 @@ export async function startSshd(opts: { home?: string } = {}): Promise<SshdHandl
     await writeFile(
       config,
       [
+        // first: sshd takes the first value of a keyword
+        ...(opts.extraConfig ?? []),
         `Port ${port}`,
         'ListenAddress 127.0.0.1',
         `HostKey ${hostKey}`,
