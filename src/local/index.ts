@@ -12,6 +12,7 @@ import type { Image } from '../state/image.js';
 import type { ResourceDescriptor } from '../supply/provenance.js';
 import { errorMessage, UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
+import { onPath } from '../util/on-path.js';
 import { restoreCredentials } from '../util/redact.js';
 import { type AccelChoice, probeAccelerator } from './accel.js';
 import { loadApkKeys } from './apk.js';
@@ -140,27 +141,6 @@ class VariantLog {
   async close(): Promise<void> {
     await new Promise<void>((resolve) => this.stream.end(resolve));
   }
-}
-
-async function onPath(bin: string): Promise<boolean> {
-  if (bin.includes('/')) {
-    try {
-      await access(bin, constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  }
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (!dir) continue;
-    try {
-      await access(join(dir, bin), constants.X_OK);
-      return true;
-    } catch {
-      // next
-    }
-  }
-  return false;
 }
 
 const QEMU_PACKAGES: Record<string, string> = {

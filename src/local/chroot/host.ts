@@ -4,6 +4,7 @@ import { access, constants, readFile } from 'node:fs/promises';
 import { arch as nodeArch } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { execa } from 'execa';
+import { onPath } from '../../util/on-path.js';
 
 export interface BinfmtHandler {
   /** the handler file exists in /proc/sys/fs/binfmt_misc */
@@ -48,19 +49,6 @@ export const CHROOT_TOOLS = {
   bios: ['tune2fs', 'mount'],
   uefi: ['mkfs.vfat', 'mmd', 'mcopy', 'grub-mkimage'],
 } as const;
-
-async function onPath(bin: string): Promise<boolean> {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (!dir) continue;
-    try {
-      await access(join(dir, bin), constants.X_OK);
-      return true;
-    } catch {
-      // next
-    }
-  }
-  return false;
-}
 
 /** Read /proc/sys/fs/binfmt_misc/<name>: "enabled", "interpreter ...", "flags: PF". */
 export function parseBinfmt(text: string | undefined): BinfmtHandler {
