@@ -503,14 +503,17 @@ async function buildOne(image: Image, ctx: LocalBuildContext, sh: Shared): Promi
           );
         }
       }
+      // variant.json can hold credentials (a --cdn-url with user:password restored into REPOS for the builder
+      // VM's apk): readable by the owner only, and removed with the one-time key once Packer is done
       const variantFile = join(buildDir, 'variant.json');
-      await writeFileAtomic(variantFile, `${JSON.stringify(variant, null, 2)}\n`);
+      await writeFileAtomic(variantFile, `${JSON.stringify(variant, null, 2)}\n`, 0o600);
 
       try {
         await runPacker(image, ctx, sh, buildDir, variantFile, vlog, set, serialLog);
       } finally {
         // the one-time key is of no use once the builder VM is gone
         await rm(boot.sshKeyFile, { force: true });
+        await rm(variantFile, { force: true });
       }
 
       await rename(join(outDir, 'image.qcow2'), image.localImage);

@@ -205,8 +205,11 @@ describe.skipIf(!hasQemuImg)('buildLocal orchestration (stand-in packer)', () =>
     expect(log).not.toContain('\x1b');
     expect(logText).not.toContain('\x1b');
     expect(log).toMatch(/\$ qemu-img convert -f qcow2 -O vpc -o subformat=fixed,force_size=on/);
-    // the variant file Packer read
-    const v = JSON.parse(await readFile(join(work, 'packer', 'one-vhd', 'variant.json'), 'utf8'));
+    // the variant file Packer read (fake-packer keeps a copy): owner-only while it existed, removed afterwards
+    const pdir = join(work, 'packer', 'one-vhd');
+    expect(existsSync(join(pdir, 'variant.json'))).toBe(false);
+    expect((await readFile(join(pdir, 'variant.read.mode'), 'utf8')).trim()).toBe('600');
+    const v = JSON.parse(await readFile(join(pdir, 'variant.read.json'), 'utf8'));
     expect(v).toMatchObject({ accelerator: 'tcg', arch: 'x86_64', qemu_binary: 'qemu-system-x86_64' });
     expect(v.iso_checksum).toMatch(/^sha512:[0-9a-f]{128}$/);
     expect(v.environment).toContain('BUILD_NAME=aws_one-vhd-r3');
