@@ -7,7 +7,6 @@ import { execa } from 'execa';
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
-import type { BuildOptions } from '../cli/options.js';
 import type { Image } from '../state/image.js';
 import type { ResourceDescriptor } from '../supply/provenance.js';
 import { errorMessage, UserError } from '../util/errors.js';
@@ -55,9 +54,44 @@ import { consoleTail, PackerFailure, packerFailureMessage, stripTerminal } from 
 import { type BuildState, formatElapsed, Progress, stateFromPackerLine } from './progress.js';
 import { acceleratorFromVarFiles, bootloaderOf, defaultCpus, packerVariant } from './variant.js';
 
+/** What the local build reads of the run's options: these fields and no others (the CLI's set has them all). */
+export interface LocalBuildOptions {
+  /** repository root: packer/ templates, keys/ */
+  readonly rootDir: string;
+  /** work directory: iso/ cache, packer/<key> build dirs, scripts/, images */
+  readonly workDir: string;
+  /** --custom overlays, for their keys/ */
+  readonly custom: readonly string[];
+  /** --vars files handed to Packer */
+  readonly vars: readonly string[];
+  /** images built at once */
+  readonly parallel: number;
+  /** the Alpine mirror for ISOs, minirootfs and packages */
+  readonly cdnUrl: string;
+  /** --pad-uefi-bin-arch: architectures whose UEFI firmware is padded */
+  readonly padUefiBinArch: readonly string[];
+  readonly debug: boolean;
+  readonly color: boolean;
+}
+
+/** Only the local build's fields of a wider option set (so nothing else is handed down by accident). */
+export function localBuildOptions(o: LocalBuildOptions): LocalBuildOptions {
+  return {
+    rootDir: o.rootDir,
+    workDir: o.workDir,
+    custom: o.custom,
+    vars: o.vars,
+    parallel: o.parallel,
+    cdnUrl: o.cdnUrl,
+    padUefiBinArch: o.padUefiBinArch,
+    debug: o.debug,
+    color: o.color,
+  };
+}
+
 export interface LocalBuildContext {
   readonly log: Logger;
-  readonly options: BuildOptions;
+  readonly options: LocalBuildOptions;
 }
 
 export interface LocalBuildResult {

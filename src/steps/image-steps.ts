@@ -82,8 +82,8 @@ async function stepLocal(images: readonly Image[], ctx: RunContext): Promise<Ste
     return failures;
   }
   // Packer/QEMU tooling loads only when something is built
-  const { buildLocal } = await import('../local/index.js');
-  const results = await buildLocal(images, { log: ctx.log, options: ctx.options });
+  const { buildLocal, localBuildOptions } = await import('../local/index.js');
+  const results = await buildLocal(images, { log: ctx.log, options: localBuildOptions(ctx.options) });
   const byKey = new Map(results.map((r) => [r.configKey, r]));
   const failures: StepFailure[] = [];
   const supply = await supplyTools(ctx);

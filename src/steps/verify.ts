@@ -94,10 +94,10 @@ export async function runVerify(
     }
     if (todo.length > 0) {
       log.info(`verify: rebuilding ${todo.length} image(s) in ${work}`);
-      const { buildLocal } = await import('../local/index.js');
+      const { buildLocal, localBuildOptions } = await import('../local/index.js');
       const built = await buildLocal(
         todo.map((t) => t.rebuild),
-        { log, options: { ...options, workDir: work } },
+        { log, options: localBuildOptions({ ...options, workDir: work }) },
       );
       const byKey = new Map(built.map((r) => [r.configKey, r]));
       for (const { stored, rebuild } of todo) {

@@ -8,8 +8,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BuildOptions } from '../../src/cli/options.js';
-import { buildLocal, type LocalBuildResult } from '../../src/local/index.js';
+import { buildLocal, type LocalBuildOptions, type LocalBuildResult } from '../../src/local/index.js';
 import { Image } from '../../src/state/image.js';
 import { emptyState } from '../../src/state/image-state.js';
 import { LOCAL_FIXTURES, makeTestKey, memoryLog, publishIso, REPO_ROOT } from '../fixtures/local/mirror.js';
@@ -21,7 +20,7 @@ if (!hasQemuImg) console.warn('skipping local orchestration tests: qemu-img or x
 describe.skipIf(!hasQemuImg)('buildLocal orchestration (stand-in packer)', () => {
   let base: string;
   let work: string;
-  let options: BuildOptions;
+  let options: LocalBuildOptions;
   let results: LocalBuildResult[];
   let logText: string;
   let trace: string;
@@ -84,25 +83,15 @@ describe.skipIf(!hasQemuImg)('buildLocal orchestration (stand-in packer)', () =>
       variant('four-bad-format', { image_format: 'iso' }),
     ];
     options = {
-      command: 'local',
       debug: false,
-      clean: false,
       padUefiBinArch: [],
       custom: [overlay],
-      skip: [],
-      only: [],
-      revise: false,
-      useBroker: false,
       color: true,
       parallel: 2,
       vars: [vars],
-      disable: [],
-      releasesUrl: 'file:///nonexistent',
       cdnUrl,
-      logFormat: 'json',
       rootDir: REPO_ROOT,
       workDir: work,
-      really: false,
     };
     const mem = memoryLog();
     results = await buildLocal(
