@@ -63,7 +63,12 @@ export interface BootTestContext {
   readonly reaper: Reaper;
   readonly tuning?: BootTestTuning;
   readonly now?: () => Date;
+  /** told each phase as the test reaches it (the live status of `build test`) */
+  readonly onPhase?: (phase: BootTestPhase, detail?: string) => void;
 }
+
+/** The phases of one boot test, in order. */
+export type BootTestPhase = 'preparing' | 'booting' | 'waiting for ssh' | 'checking' | 'powering off';
 
 /** Where a boot test keeps its throwaway files: work/boot-test/<build pid>-<random>/ */
 export function runDirRoot(workDir: string): string {
@@ -206,6 +211,7 @@ export async function testImage(image: Image, ctx: BootTestContext): Promise<Boo
   let guest: GuestSession | undefined;
   let service: InstanceMetadataService | undefined;
   const serial = new SerialWatcher(bootLog);
+  const phase = ctx.onPhase ?? (() => {});
   ctx.reaper.addDir(runDir);
   const fail = (check: string, detail: string, withConsole = true) => {
     checks.push({ name: check, ok: false, detail });
@@ -218,6 +224,7 @@ export async function testImage(image: Image, ctx: BootTestContext): Promise<Boo
     rec.error = `check ${check} failed: ${detail}${console}`;
   };
   try {
+    phase('preparing');
     await mkdir(runDir, { recursive: true });
     const file = bootFile(image);
     try {
@@ -279,6 +286,7 @@ export async function testImage(image: Image, ctx: BootTestContext): Promise<Boo
     const args = qemuArgs(spec);
     const binary = `qemu-system-${c.arch}`;
     log.debug({ qemu: [binary, ...args].join(' ') }, 'boot test: starting QEMU');
+    phase('booting', accel.accelerator.toUpperCase());
     vm = startVm(binary, args, await pdeathsigWrapper());
     ctx.reaper.addVm(vm.pid);
     let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
@@ -298,6 +306,7 @@ export async function testImage(image: Image, ctx: BootTestContext): Promise<Boo
       if (times.login_prompt === undefined && LOGIN_PROMPT.test(text)) {
         times.login_prompt = sec(elapsed);
         log.info(`boot test: login prompt after ${times.login_prompt} s`);
+        phase('waiting for ssh', 'login prompt up');
       }
       if (exited) {
         const why = vm.stderr() ? `: ${vm.stderr().split('\n').slice(-3).join(' ')}` : '';
@@ -348,6 +357,7 @@ export async function testImage(image: Image, ctx: BootTestContext): Promise<Boo
       detail: `${c.login} logged in with the injected key after ${times.ssh} s`,
     });
     log.info(`boot test: SSH as ${c.login} after ${times.ssh} s`);
+    phase('checking');
 
     // ---- the checks, once the boot has finished: the getty's login prompt comes after the last service of
     // the default runlevel (sshd answers before tiny-cloud's final phase has run the user-data) ----
@@ -386,6 +396,7 @@ export async function testImage(image: Image, ctx: BootTestContext): Promise<Boo
     }
 
     // ---- a clean poweroff: QEMU exits by itself ----
+    phase('powering off');
     const offAt = Date.now();
     const off = await guest
       .exec('doas -n /sbin/poweroff 2>&1 || sudo -n /sbin/poweroff 2>&1 || /sbin/poweroff 2>&1', 30_000)

@@ -1,6 +1,6 @@
-// Per-variant progress of `build local`: each variant's current state and elapsed time. On a terminal a live
-// status block (one line per variant) is redrawn below the log; otherwise every state change is a plain log
-// line, with a periodic summary while builds run.
+// Per-variant progress of `build local` (and, with its own states, of `build test`): each variant's current
+// state and elapsed time. On a terminal a live status block (one line per variant) is redrawn below the log;
+// otherwise every state change is a plain log line, with a periodic summary while builds run.
 import type { Logger } from 'pino';
 import type { HumanLog } from '../util/human-log.js';
 import { liveArea } from '../util/log.js';
@@ -24,8 +24,24 @@ export type BuildState =
   | 'done'
   | 'failed';
 
-interface Entry {
-  state: BuildState;
+/** The phases of one boot test (`build test`), as its live status shows them. */
+export type TestState =
+  | 'queued'
+  | 'preparing'
+  | 'booting'
+  | 'waiting for ssh'
+  | 'checking'
+  | 'powering off'
+  | 'passed'
+  | 'failed';
+
+/** States after which a variant's clock stops. */
+function finished(state: string): boolean {
+  return state === 'done' || state === 'passed' || state === 'failed';
+}
+
+interface Entry<S extends string> {
+  state: S | 'queued';
   detail?: string;
   started?: number;
   finished?: number;
@@ -52,8 +68,8 @@ export function stateFromPackerLine(line: string): { state: BuildState; detail?:
   return undefined;
 }
 
-export class Progress {
-  private readonly entries = new Map<string, Entry>();
+export class Progress<S extends string = BuildState> {
+  private readonly entries = new Map<string, Entry<S>>();
   private timer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
   private readonly now: () => number;
@@ -64,6 +80,8 @@ export class Progress {
     log: Logger,
     now: () => number = Date.now,
     live: HumanLog | undefined = liveArea(log),
+    /** only draw the status block, never log (the caller logs each outcome itself) */
+    private readonly quiet = false,
   ) {
     this.log = log;
     this.now = now;
@@ -82,24 +100,31 @@ export class Progress {
     });
   }
 
-  set(key: string, state: BuildState, detail?: string): void {
-    const e = this.entries.get(key) ?? { state: 'queued' };
+  /** Whether the live status block is shown (a terminal). */
+  get isLive(): boolean {
+    return this.live !== undefined;
+  }
+
+  set(key: string, state: S, detail?: string): void {
+    const e: Entry<S> = this.entries.get(key) ?? { state: 'queued' };
     if (e.state === state && e.detail === detail) return;
     const t = this.now();
     if (e.started === undefined && state !== 'queued') e.started = t;
     e.state = state;
     e.detail = detail;
-    if (state === 'done' || state === 'failed') e.finished = t;
+    if (finished(state)) e.finished = t;
     this.entries.set(key, e);
     const elapsed = formatElapsed(t - (e.started ?? t));
     const msg = `${key}: ${state}${detail ? ` (${detail})` : ''} [${elapsed}]`;
     if (this.live) {
       // the status block shows every change; the log keeps the outcome
       this.live.setStatus(this.statusLines());
+      if (this.quiet) return;
       if (state === 'done') this.log.info({ variant: key, state, elapsed }, msg);
       else if (state !== 'failed') this.log.debug({ variant: key, state, elapsed }, msg);
       return;
     }
+    if (this.quiet) return;
     if (state === 'failed') this.log.error({ variant: key, state, elapsed }, msg);
     else this.log.info({ variant: key, state, elapsed }, msg);
   }

@@ -7,6 +7,7 @@ import pLimit from 'p-limit';
 import { type BootTestRecord, formatChecks, testGate } from '../boottest/record.js';
 import type { BootTestTuning } from '../boottest/run.js';
 import type { AccelChoice } from '../local/accel.js';
+import type { TestState } from '../local/progress.js';
 import type { Image } from '../state/image.js';
 import { stateAfter } from '../state/image-state.js';
 import { errorMessage, UserError } from '../util/errors.js';
@@ -101,6 +102,16 @@ export async function stepTest(images: readonly Image[], ctx: RunContext): Promi
     return p;
   };
 
+  // on a terminal, a live status line per image (its phase and time); elsewhere the plain lines below
+  const { Progress } = await import('../local/progress.js');
+  const progress = new Progress<TestState>(
+    images.map((i) => i.imageName),
+    log,
+    undefined,
+    undefined,
+    true,
+  );
+  if (progress.isLive) progress.startTicker(0);
   const reaper = new Reaper();
   reaper.install();
   const limit = pLimit(Math.max(1, options.parallel));
@@ -111,6 +122,7 @@ export async function stepTest(images: readonly Image[], ctx: RunContext): Promi
       images.map((image) =>
         limit(async () => {
           ctx.log.info({ step: 'test', image: image.imageName }, `test: ${image.imageName} booting`);
+          progress.set(image.imageName, 'preparing');
           let rec: BootTestRecord;
           try {
             const { ensureLocalImage } = await import('./image-steps.js');
@@ -128,6 +140,7 @@ export async function stepTest(images: readonly Image[], ctx: RunContext): Promi
                 ...tuning,
               },
               now: ctx.now,
+              onPhase: (p, detail) => progress.set(image.imageName, p, detail),
             });
           } catch (err) {
             rec = {
@@ -138,6 +151,7 @@ export async function stepTest(images: readonly Image[], ctx: RunContext): Promi
               checks: [],
             };
           }
+          progress.set(image.imageName, rec.status === 'passed' ? 'passed' : 'failed');
           image.record(stateAfter.tested(image.state, rec));
           await saveMetadata(image, ctx);
           done++;
@@ -170,6 +184,7 @@ export async function stepTest(images: readonly Image[], ctx: RunContext): Promi
       ),
     );
   } finally {
+    progress.stop();
     reaper.uninstall();
   }
   return failures;
