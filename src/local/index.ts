@@ -53,6 +53,7 @@ import {
 import { consoleTail, PackerFailure, packerFailureMessage, stripTerminal } from './packer-output.js';
 import { type BuildState, formatElapsed, Progress, stateFromPackerLine } from './progress.js';
 import { acceleratorFromVarFiles, bootloaderOf, defaultCpus, packerVariant } from './variant.js';
+import { vmBuildCdn } from './vm-mirror.js';
 
 /** What the local build reads of the run's options: these fields and no others (the CLI's set has them all). */
 export interface LocalBuildOptions {
@@ -527,6 +528,7 @@ async function buildOne(image: Image, ctx: LocalBuildContext, sh: Shared): Promi
         debug: options.debug,
         credentialUrls: [options.cdnUrl],
         boot,
+        buildCdn: await vmBuildCdn(options.cdnUrl, boot.httpDirectory),
       });
       for (const p of [...variant.scripts, ...variant.script_dirs]) {
         try {

@@ -132,6 +132,8 @@ export interface VariantInputs {
   credentialUrls?: readonly string[];
   /** direct kernel boot of the builder (-kernel/-initrd/-append), its apkovl and key */
   boot: { qemuargs: string[][]; httpDirectory: string; sshKeyFile: string };
+  /** the mirror standing in for Alpine's CDN while building (vm-mirror.ts), as BUILD_CDN */
+  buildCdn?: string;
 }
 
 export function packerVariant(inp: VariantInputs): PackerVariant {
@@ -181,7 +183,10 @@ export function packerVariant(inp: VariantInputs): PackerVariant {
     cpus: inp.cpus,
     script_dirs: dirs.map((d) => join(inp.scriptsDir, d)),
     scripts: scripts.map((s) => join(inp.scriptsDir, s)),
-    environment: scriptEnvironment(inp.image, inp.debug, inp.credentialUrls),
+    environment: [
+      ...scriptEnvironment(inp.image, inp.debug, inp.credentialUrls),
+      ...(inp.buildCdn ? [`BUILD_CDN=${inp.buildCdn}`] : []),
+    ],
   };
 }
 

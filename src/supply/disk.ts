@@ -131,7 +131,8 @@ export async function ext4Inodes(
         }
         // /<inode>/<mode>/<uid>/<gid>/<name>/<size or empty for dirs>/
         const m = /^\/(\d+)\/([0-7]+)\/(\d+)\/(\d+)\/(.*)\/(\d*)\/$/.exec(line);
-        if (!m || !dir) continue;
+        // inode 0: an unused slot (a deleted entry), which `ls -p` lists with an empty name
+        if (!m || !dir || m[1] === '0') continue;
         const name = m[5]!;
         const mode = Number.parseInt(m[2]!, 8);
         const path = name === '.' ? dir : name === '..' ? '' : dir === '/' ? `/${name}` : `${dir}/${name}`;

@@ -172,7 +172,7 @@ async function inputsHash(arch: AlpineArch, firmware: Firmware, repo: StandinRep
 }
 
 /** Wait for an exclusive lock file (its holder's pid inside); a dead holder's lock is taken over. */
-async function lock(path: string): Promise<() => Promise<void>> {
+export async function lock(path: string): Promise<() => Promise<void>> {
   for (;;) {
     try {
       const fh = await open(path, 'wx');
