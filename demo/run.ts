@@ -14,7 +14,7 @@ import { mkdir, mkdtemp, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse } from 'yaml';
-import { type BootTestRecord, formatChecks } from '../src/boottest/record.js';
+import { type BootTestRecord, formatChecks } from '../src/state/boot-test.js';
 import { type ChrootEnv, chrootUnavailable, localArgs, prepareChrootEnv } from '../test/helpers/alpine-image.js';
 import { MIRROR_RELEASE, REPO_ROOT } from '../test/helpers/alpine-standin.js';
 

@@ -1,6 +1,6 @@
 // The checks run over SSH as the login user: one shell script gathers everything (each command under TCG costs
 // time), and pure functions here turn its sections into named results.
-import type { CheckResult, Footprint } from './record.js';
+import type { CheckResult, Footprint } from '../state/boot-test.js';
 import type { InstanceData } from './seed.js';
 
 /** What the variant was configured with, as far as the checks are concerned. */

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { CloudPlugin, InstanceMetadataService } from '../clouds/types.js';
 import type { AccelChoice } from '../local/accel.js';
+import type { BootTestRecord, CheckResult } from '../state/boot-test.js';
 import type { Image } from '../state/image.js';
 import { processAlive } from '../util/process.js';
 import { type Expected, evaluate, parseServices, probeScript, sections } from './checks.js';
@@ -31,7 +32,6 @@ import {
   type VmSpec,
   virtualSize,
 } from './qemu.js';
-import type { BootTestRecord, CheckResult } from './record.js';
 import { bootstrapOf, instanceData, makeSeed, type SeedFormat, seedFiles } from './seed.js';
 import { connectError, connectOnce, type GuestSession, testKeyPair } from './ssh.js';
 

@@ -1,9 +1,16 @@
-import type { ShardSpec } from '../state/shard.js';
 import type { ExtraCommand, OptionalStep, Step } from '../steps/steps.js';
 import type { LogFormat } from '../util/log.js';
 
 export const DEFAULT_RELEASES_URL = 'https://alpinelinux.org/releases.json';
 export const DEFAULT_CDN_URL = 'https://dl-cdn.alpinelinux.org/alpine';
+/** Default lease time-to-live: long enough to ride out a slow storage, short enough to take over soon. */
+export const DEFAULT_LEASE_TTL_SEC = 300;
+
+/** Worker `index` (1-based) of `count` (--shard I/N). */
+export interface ShardSpec {
+  index: number;
+  count: number;
+}
 
 /** Everything the CLI hands to the rest of the program; checked, absolute and immutable. */
 export interface BuildOptions {

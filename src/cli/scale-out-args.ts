@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { MAX_SHARDS, parseShard } from '../state/shard.js';
 import { IMAGE_STEPS, isImageStep, type Step } from '../steps/steps.js';
 import { UsageError } from '../util/errors.js';
-import type { ScaleOutOptions } from './options.js';
+import { DEFAULT_LEASE_TTL_SEC, type ScaleOutOptions } from './options.js';
 
 export interface ScaleOutFlags {
   shard?: string;
@@ -14,9 +14,6 @@ export interface ScaleOutFlags {
   shards?: string;
   jobStep?: string;
 }
-
-/** Default lease time-to-live: long enough to ride out a slow storage, short enough to take over soon. */
-export const DEFAULT_LEASE_TTL_SEC = 300;
 
 /** The run id of the CI run this worker belongs to, from the CI's environment. */
 export function ciRunId(env: NodeJS.ProcessEnv): string | undefined {

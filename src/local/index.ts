@@ -8,11 +8,11 @@ import pLimit from 'p-limit';
 import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
 import type { Image } from '../state/image.js';
-import type { ResourceDescriptor } from '../supply/provenance.js';
 import { errorMessage, UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { onPath } from '../util/on-path.js';
 import { restoreCredentials } from '../util/redact.js';
+import type { ResourceDescriptor } from '../util/resource-descriptor.js';
 import { type AccelChoice, probeAccelerator } from './accel.js';
 import { loadApkKeys } from './apk.js';
 import {

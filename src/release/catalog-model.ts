@@ -1,8 +1,9 @@
 // The release catalog's model: the catalog entry of a stored revision, the JSON catalog and the site data
 // (releases.yaml), computed from what storage holds without reading or writing anything. The I/O (scanning
 // storage, fetching checksums, writing the files) is ./catalog.ts.
-import type { BootTestRecord } from '../boottest/record.js';
+
 import type { CloudPlugin } from '../clouds/types.js';
+import type { BootTestRecord } from '../state/boot-test.js';
 import { fillPlaceholders, type Image } from '../state/image.js';
 import { compareRelease, compareVersion, type StoredRevision } from './revisions.js';
 

@@ -6,8 +6,8 @@
 // cloud tag), and set it from the update function of the step result that produces it. Metadata, the state
 // reload, `--revise` and rollback all follow FIELDS.
 
-import { type BootTestRecord, readBootTest } from '../boottest/record.js';
 import { hasUnsafeText } from '../util/safe-name.js';
+import { type BootTestRecord, readBootTest } from './boot-test.js';
 
 /** One image revision's state. Immutable: every change makes a new record (see the update functions). */
 export interface ImageState {
@@ -29,7 +29,7 @@ export interface ImageState {
   readonly signing_key_fingerprint: string | null;
   /** the build's supply chain: SBOMs, manifest, provenance and content digest (docs/supply-chain.md) */
   readonly supply: SupplyState | null;
-  /** the latest boot test of this revision's build (the test step; src/boottest/record.ts) */
+  /** the latest boot test of this revision's build (the test step; src/state/boot-test.ts) */
   readonly boot_test: BootTestRecord | null;
   /** when the metadata was last written (used to tell the newer of a local and a stored copy) */
   readonly metadata_updated: string | null;

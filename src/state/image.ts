@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import type { BootTestRecord } from '../boottest/record.js';
 import type { ImageConfig } from '../config/types.js';
+import type { BootTestRecord } from './boot-test.js';
 import { emptyState, type ImageState, STATE_TAGS, type SupplyState, stateTags } from './image-state.js';
 
 /** Fill `{key}` placeholders from `values`; unknown placeholders are left as they are. */
@@ -43,7 +43,7 @@ export interface ImageMetadata extends ImageTags {
   artifacts?: Record<string, string> | null;
   signing_key_fingerprint?: string;
   supply?: SupplyState | null;
-  /** the latest boot test of this revision (src/boottest/record.ts) */
+  /** the latest boot test of this revision (src/state/boot-test.ts) */
   boot_test?: BootTestRecord;
   metadata_updated: string;
 }

@@ -1,15 +1,12 @@
+import type { ShardSpec } from '../cli/options.js';
 // Sharding: which worker of N starts on which images. Pure: the same selection gives the same shards on every
 // machine, so N CI jobs that each resolve the configs agree without talking to each other.
 import type { ImageConfig } from '../config/types.js';
 import { UsageError } from '../util/errors.js';
 
-/** Worker `index` (1-based) of `count`. */
-export interface ShardSpec {
-  index: number;
-  count: number;
-}
-
 /** GitHub Actions allows at most 256 jobs per matrix. */
+export type { ShardSpec };
+
 export const MAX_SHARDS = 256;
 
 export function parseShard(text: string, flag = '--shard'): ShardSpec {

@@ -4,8 +4,7 @@
 import { relative } from 'node:path';
 import { stringify } from 'yaml';
 import type { BuildOptions } from '../cli/options.js';
-import { DEFAULT_CDN_URL, DEFAULT_RELEASES_URL } from '../cli/options.js';
-import { DEFAULT_LEASE_TTL_SEC } from '../cli/scale-out-args.js';
+import { DEFAULT_CDN_URL, DEFAULT_LEASE_TTL_SEC, DEFAULT_RELEASES_URL } from '../cli/options.js';
 import { selectVariants } from '../config/index.js';
 import type { ImageConfig, ImagesFile } from '../config/types.js';
 import { expectedWork, MAX_SHARDS, partition } from '../state/shard.js';

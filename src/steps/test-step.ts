@@ -4,10 +4,10 @@
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import pLimit from 'p-limit';
-import { type BootTestRecord, formatChecks, testGate } from '../boottest/record.js';
 import type { BootTestTuning } from '../boottest/run.js';
 import type { AccelChoice } from '../local/accel.js';
 import type { TestState } from '../local/progress.js';
+import { type BootTestRecord, formatChecks, testGate } from '../state/boot-test.js';
 import type { Image } from '../state/image.js';
 import { stateAfter } from '../state/image-state.js';
 import { errorMessage, UserError } from '../util/errors.js';

@@ -2,6 +2,8 @@
 // (<name>.intoto.jsonl). Subjects are the stored files of the image with their sha256; the build definition names
 // the variant and the digests of the configuration it was resolved from; resolved dependencies are what went into
 // the disk (builder root or ISO, every installed package, repository indexes).
+
+import type { ResourceDescriptor } from '../util/resource-descriptor.js';
 import type { ApkPackage } from './apkdb.js';
 import { apkPurl, checksumHex } from './apkdb.js';
 
@@ -9,12 +11,7 @@ export const STATEMENT_TYPE = 'https://in-toto.io/Statement/v1';
 export const SLSA_PROVENANCE_V1 = 'https://slsa.dev/provenance/v1';
 export const BUILD_TYPE = 'https://github.com/alpinelinux/alpine-cloud-images/build/v1#cloud-image-builder';
 
-export interface ResourceDescriptor {
-  uri?: string;
-  name?: string;
-  digest: Record<string, string>;
-  annotations?: Record<string, unknown>;
-}
+export type { ResourceDescriptor };
 
 export interface ProvenanceInput {
   /** stored files of this image: name and sha256 */

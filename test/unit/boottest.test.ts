@@ -23,8 +23,8 @@ import {
   qemuArgs,
   serialTail,
 } from '../../src/boottest/qemu.js';
-import { type BootTestRecord, formatChecks, needsTest, testGate } from '../../src/boottest/record.js';
 import { instanceData, makeSeed, metaData, seedFiles } from '../../src/boottest/seed.js';
+import { type BootTestRecord, formatChecks, needsTest, testGate } from '../../src/state/boot-test.js';
 
 const base = {
   instanceId: 'i-boottest1',

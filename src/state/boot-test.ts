@@ -1,5 +1,6 @@
-// What the test step records about one image: ONE field group, `boot_test`, in the image's config and
-// metadata (so it can move into a separate image-state record unchanged). Pure: no I/O here.
+// What the test step records about one image: ONE field group, `boot_test`, in the image's state and
+// metadata. Part of the image model (the state layer reads it back and plans from it; the test step in
+// src/boottest writes it). Pure: no I/O here.
 
 /** One named check of the boot test. */
 export interface CheckResult {
