@@ -190,8 +190,9 @@ function expectedOf(
   };
 }
 
-/** The getty's prompt on the serial console, e.g. "boot-test-1a2b3c4d login: " */
-const LOGIN_PROMPT = /[\w.-]+ login: /;
+/** The getty's prompt on the serial console, e.g. "boot-test-1a2b3c4d login: ", or "(none) login: " when the
+ *  image never set a host name (then SSH still decides) */
+export const LOGIN_PROMPT = /(?:[\w.-]+|\(none\)) login: /;
 
 const sec = (ms: number) => Math.round(ms / 100) / 10;
 

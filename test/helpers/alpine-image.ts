@@ -6,7 +6,7 @@
 //                                      the signed minirootfs and the stand-in repository (alpine-standin.ts),
 //                                      and a releases.json that names 3.19.4
 //   localArgs(env, work, only, extra)  the `./build local` arguments for it
-//   ensureTinyImage(firmware, arch)    one tiny image (tiny-cloud, NoCloud) built once per input hash and cached
+//   ensureTinyImage(firmware, arch, bootstrap)  one tiny image (tiny-cloud, NoCloud) built once per input hash and cached
 //                                      under os.tmpdir()/cib-alpine-images; returns its qcow2 and build log.
 //                                      Shared by the chroot builder's boot tests and other tests (test step,
 //                                      SBOM, reproducibility): build it once, boot it on a snapshot overlay.
@@ -152,9 +152,16 @@ export interface TinyImage {
   env: Pick<ChrootEnv, 'overlay' | 'cdnUrl' | 'releasesUrl'>;
 }
 
-async function inputsHash(arch: AlpineArch, firmware: Firmware, repo: StandinRepo): Promise<string> {
+async function inputsHash(
+  arch: AlpineArch,
+  firmware: Firmware,
+  repo: StandinRepo,
+  bootstrap: string,
+): Promise<string> {
   // the format of image.json is part of the key: an entry cached by an older helper is not read back
   const h = createHash('sha256').update(`${CACHE_FORMAT}\0${arch}\0${firmware}\0${repo.dir}\0`);
+  // (the default bootstraps keep their earlier keys)
+  if (bootstrap !== defaultBootstrap(arch)) h.update(`bootstrap=${bootstrap}\0`);
   const files: string[] = [];
   const walk = async (d: string) => {
     for (const e of await readdir(d, { withFileTypes: true })) {
@@ -198,27 +205,40 @@ export async function lock(path: string): Promise<() => Promise<void>> {
 
 const cached = new Map<string, Promise<TinyImage>>();
 
+/** x86_64: tiny; aarch64: minimal (the minirootfs's userland, busybox init: the fastest aarch64 boot) */
+function defaultBootstrap(arch: AlpineArch): 'tiny' | 'minimal' {
+  return arch === 'aarch64' ? 'minimal' : 'tiny';
+}
+
 /**
  * One tiny x86_64 (or aarch64) image of Alpine 3.19 from the mirror, with tiny-cloud for NoCloud, built by the
  * chroot builder through `./build local` once per input hash (scripts, configs, the builder, the stand-ins)
  * and cached. Boot it on a snapshot overlay: the file is shared.
+ * aarch64 builds `minimal` unless asked for `tiny`: the whole tiny-cloud userland (OpenRC, sshd, tiny-cloud,
+ * the official service set) from the stand-in repository's aarch64 index (alpine-standin-userland.ts), which
+ * the boot test's aarch64 run uses.
  */
 export function ensureTinyImage(
   firmware: Firmware = 'bios',
   arch: AlpineArch = 'x86_64',
+  bootstrap: 'tiny' | 'minimal' = defaultBootstrap(arch),
 ): Promise<TinyImage> {
-  const k = `${arch}-${firmware}`;
+  const k = `${arch}-${firmware}-${bootstrap}`;
   let p = cached.get(k);
   if (!p) {
-    p = buildTinyImage(firmware, arch);
+    p = buildTinyImage(firmware, arch, bootstrap);
     cached.set(k, p);
   }
   return p;
 }
 
-async function buildTinyImage(firmware: Firmware, arch: AlpineArch): Promise<TinyImage> {
+async function buildTinyImage(firmware: Firmware, arch: AlpineArch, bootstrap: string): Promise<TinyImage> {
   const repo = await ensureStandinRepo(arch);
-  const dir = join(IMAGE_CACHE, `${arch}-${firmware}-${await inputsHash(arch, firmware, repo)}`);
+  const suffix = bootstrap === defaultBootstrap(arch) ? '' : `-${bootstrap}`;
+  const dir = join(
+    IMAGE_CACHE,
+    `${arch}-${firmware}${suffix}-${await inputsHash(arch, firmware, repo, bootstrap)}`,
+  );
   const done = join(dir, 'image.json');
   await mkdir(IMAGE_CACHE, { recursive: true });
   const unlock = await lock(`${dir}.lock`);
@@ -229,8 +249,6 @@ async function buildTinyImage(firmware: Firmware, arch: AlpineArch): Promise<Tin
     const env = await prepareChrootEnv(join(dir, 'env'), { arch });
     const work = join(dir, 'work');
     const cloud = 'nocloud';
-    // aarch64: the mirror has no aarch64 packages, so the userland is the minirootfs's (bootstrap minimal)
-    const bootstrap = arch === 'aarch64' ? 'minimal' : 'tiny';
     const r = await runBuild(localArgs(env, work, ['3.19', arch, firmware, bootstrap, 'vm', cloud]), {
       timeoutMs: 15 * 60_000,
     });

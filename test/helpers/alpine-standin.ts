@@ -24,6 +24,7 @@ import { link, mkdir, readdir, readFile, rename, rm, symlink, writeFile } from '
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { aarch64Userland } from './alpine-standin-userland.js';
 import { type ApkFile, type ApkSigningKey, type BuiltApk, buildApk, buildIndex } from './apk-writer.js';
 
 const run = promisify(execFile);
@@ -411,6 +412,21 @@ async function buildPackages(
       key,
     ),
   );
+  // aarch64: the mirror has no aarch64 package, so the tiny-cloud userland comes from here too
+  // (alpine-standin-userland.ts: stand-ins from Debian's arm64 packages + Alpine's own noarch packages)
+  if (arch === 'aarch64') {
+    const mirror = alpineMirror().dir;
+    if (!mirror) throw new Error(alpineMirror().reason);
+    pkgs.push(
+      ...(await aarch64Userland(join(work, 'userland-work'), {
+        debs: (n) => debianPackages(arch, n),
+        extractDeb,
+        key,
+        builddate,
+        mirror,
+      })),
+    );
+  }
   return { pkgs, kver };
 }
 
@@ -452,7 +468,7 @@ export function standinKey(): Promise<ApkSigningKey & { publicPem: string }> {
 
 async function inputsHash(arch: AlpineArch): Promise<string> {
   const h = createHash('sha256').update(arch);
-  for (const f of ['alpine-standin.ts', 'apk-writer.ts'])
+  for (const f of ['alpine-standin.ts', 'alpine-standin-userland.ts', 'apk-writer.ts'])
     h.update(await readFile(join(import.meta.dirname, f)));
   for (const f of (await readdir(STANDIN_FILES)).sort())
     h.update(f).update(await readFile(join(STANDIN_FILES, f)));

@@ -38,6 +38,8 @@ export interface ApkSpec {
   license?: string;
   depends?: string[];
   provides?: string[];
+  /** apk's provider_priority (k: in the index): picks this package for an unversioned virtual name */
+  providerPriority?: number;
   files: ApkFile[];
   scripts?: Partial<Record<'pre-install' | 'post-install' | 'post-upgrade' | 'pre-deinstall', string>>;
   /** build date (seconds since the epoch), also every entry's mtime */
@@ -177,6 +179,7 @@ export function buildApk(spec: ApkSpec, key: ApkSigningKey): BuiltApk {
     `license = ${spec.license ?? 'GPL-2.0-only'}`,
     ...(spec.depends ?? []).map((d) => `depend = ${d}`),
     ...(spec.provides ?? []).map((p) => `provides = ${p}`),
+    ...(spec.providerPriority !== undefined ? [`provider_priority = ${spec.providerPriority}`] : []),
     `datahash = ${createHash('sha256').update(data).digest('hex')}`,
     '',
   ].join('\n');
@@ -200,6 +203,7 @@ export function buildApk(spec: ApkSpec, key: ApkSigningKey): BuiltApk {
     `t:${spec.builddate}`,
     ...(spec.depends?.length ? [`D:${spec.depends.join(' ')}`] : []),
     ...(spec.provides?.length ? [`p:${spec.provides.join(' ')}`] : []),
+    ...(spec.providerPriority !== undefined ? [`k:${spec.providerPriority}`] : []),
     '',
   ].join('\n');
   return { fileName: `${spec.name}-${spec.version}.apk`, buf, indexEntry };
