@@ -7,9 +7,9 @@ import { release } from './release.js';
 import type { SignResult } from './sign.js';
 
 export type { Catalog, CatalogContext, CatalogEntry, CatalogResult } from './catalog.js';
-export { CATALOG_FILE, generateCatalog, SITE_FILE } from './catalog.js';
+export { generateCatalog } from './catalog.js';
 export type { PruneContext, PruneItem, PruneReason } from './prune.js';
-export { formatPruneReport, planPrune, pruneJson } from './prune.js';
+export { formatPruneReport, pruneJson } from './prune.js';
 export { releaseValues } from './release.js';
 export type { SignResult } from './sign.js';
 

@@ -1,5 +1,4 @@
 import type { RegionFailure } from '../clouds/types.js';
-import type { PlannedImage } from '../state/refresh.js';
 import type { StepFailure } from './context.js';
 
 function table(rows: string[][]): string {
@@ -7,19 +6,6 @@ function table(rows: string[][]): string {
   return rows
     .map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '))
     .join('\n');
-}
-
-/** The plan table printed by the state step: image, actions, and what a rollback would undo. */
-export function planTable(states: readonly PlannedImage[]): string {
-  const rows = [['IMAGE', 'ACTIONS', 'UNDO']];
-  for (const s of states) {
-    const undo = s.plan.rollbackBlocked ? 'refused (published/released)' : s.plan.undo.join(' ') || '-';
-    const actions =
-      s.plan.actions.join(' ') ||
-      (s.plan.unchanged !== undefined ? `unchanged (same content as r${s.plan.unchanged})` : '-');
-    rows.push([s.image.imageName, actions, undo]);
-  }
-  return table(rows);
 }
 
 export function failureTable(failures: readonly StepFailure[]): string {

@@ -42,10 +42,6 @@ export const STEP_HELP: Record<Step | ExtraCommand, string> = {
   matrix: 'write a CI matrix (--ci github|gitlab) whose jobs run STEP --shard I/N over one storage',
 };
 
-export function isStep(s: string): s is Step {
-  return (STEPS as readonly string[]).includes(s);
-}
-
 export function isImageStep(s: string): s is ImageStep {
   return (IMAGE_STEPS as readonly string[]).includes(s);
 }

@@ -7,10 +7,7 @@ import type { SshConnections } from './ssh-connections.js';
 import type { Storage, StoragePool } from './types.js';
 import { displayUrl, parseStorageUrl } from './url.js';
 
-export type { ConditionalOps, VersionedObject } from './conditional.js';
-export { globToRegExp, matchGlob } from './glob.js';
-export type { Storage, StoragePool } from './types.js';
-export { displayUrl, parseStorageUrl, type StorageLocation } from './url.js';
+export type { StoragePool } from './types.js';
 
 export interface StoragePoolOptions {
   log: Logger;
