@@ -8,7 +8,7 @@ export interface Expected {
   hostname: string;
   marker: InstanceData['markerText'];
   markerPath: string;
-  /** packages.add + packages.noscripts (tags stripped) */
+  /** packages.add + packages.noscripts (apk specs, name or name@tag) */
   packagesAdd: string[];
   packagesDel: string[];
   /** runlevel -> services enabled there by the config */
@@ -238,15 +238,4 @@ export function evaluate(
   if (Number.isFinite(usedKiB)) footprint.rootfs_used_kib = usedKiB;
   if (Number.isFinite(freeKiB)) footprint.rootfs_free_kib = freeKiB;
   return { checks, footprint };
-}
-
-/** "default=sshd,chronyd boot=hostname" -> { default: [sshd, chronyd], boot: [hostname] } */
-export function parseServices(enable: string | undefined): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
-  for (const part of (enable ?? '').split(/\s+/).filter(Boolean)) {
-    const [level, list] = part.split('=');
-    if (!level || !list) continue;
-    out[level] = [...(out[level] ?? []), ...list.split(',').filter(Boolean)];
-  }
-  return out;
 }

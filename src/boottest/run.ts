@@ -10,7 +10,7 @@ import type { AccelChoice } from '../local/accel.js';
 import type { BootTestRecord, CheckResult } from '../state/boot-test.js';
 import type { Image } from '../state/image.js';
 import { processAlive } from '../util/process.js';
-import { type Expected, evaluate, parseServices, probeScript, sections } from './checks.js';
+import { type Expected, evaluate, probeScript, sections } from './checks.js';
 import { type MetadataEndpoint, serveMetadata } from './metadata-server.js';
 import {
   cpuFor,
@@ -176,16 +176,15 @@ function expectedOf(
   growMiB: number,
 ): Expected {
   const c = image.config;
-  const words = (s: string | undefined) => (s ?? '').split(/\s+/).filter(Boolean);
   return {
     hostname,
     marker,
     markerPath,
-    packagesAdd: [...words(c.packages?.add), ...words(c.packages?.noscripts)],
-    packagesDel: words(c.packages?.del),
-    services: parseServices(c.services?.enable),
-    kernelOptions: words(c.kernel_options),
-    motd: typeof c.motd === 'string' ? c.motd : '',
+    packagesAdd: [...c.packages.add, ...c.packages.noscripts],
+    packagesDel: [...c.packages.del],
+    services: Object.fromEntries(Object.entries(c.services.enable).map(([lvl, s]) => [lvl, [...s]])),
+    kernelOptions: [...c.kernel_options],
+    motd: c.motd,
     grownMiB: growMiB,
   };
 }

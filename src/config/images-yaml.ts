@@ -7,7 +7,7 @@ import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { redactText } from '../util/redact.js';
 import { isPlainObject } from './merge.js';
-import type { ImageConfig, ImagesFile } from './types.js';
+import type { ImageConfig, ImagesFile, Repository, RunlevelServices } from './types.js';
 import { emitYaml, readYamlFast, Unsupported } from './yaml-fast.js';
 
 /**
@@ -47,11 +47,127 @@ export const RUN_FIELDS: ReadonlySet<string> = new Set([
   'state_updated',
 ]);
 
+// ---- the flat forms of the original's images.yaml (the one place that knows them, both ways) ----
+
+/** The original's flat (joined string) forms of the typed lists and maps: images.yaml and the setup scripts. */
+export const flat = {
+  /** /etc/apk/repositories lines: "url", "#url" (disabled), "@tag url" (tagged) */
+  repos: (repos: readonly Repository[]): string =>
+    repos.map((r) => (!r.enabled ? `#${r.url}` : r.tag !== null ? `@${r.tag} ${r.url}` : r.url)).join('\n'),
+  /** runlevel=service,service ... */
+  services: (levels: RunlevelServices): string => {
+    let out = '';
+    for (const lvl in levels) out += `${out ? ' ' : ''}${lvl}=${levels[lvl]!.join(',')}`;
+    return out;
+  },
+  words: (list: readonly string[]): string => list.join(' '),
+  /** kernel_modules (comma-separated, as mkinitfs.conf wants them) */
+  commas: (list: readonly string[]): string => list.join(','),
+  diskSize: (mib: number): string => `${mib}M`,
+} as const;
+
+const words = (s: string): string[] => s.split(/\s+/).filter(Boolean);
+
+/** The typed value of a flat field read from images.yaml (throws a message when the flat form is not text). */
+const unflat: Readonly<Record<string, (v: unknown) => unknown>> = {
+  repos: (v) =>
+    text(v)
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean)
+      .map((l): Repository => {
+        if (l.startsWith('#')) return { url: l.slice(1), enabled: false, tag: null };
+        const m = /^@(\S+)\s+(\S+)$/.exec(l);
+        return m ? { url: m[2]!, enabled: true, tag: m[1]! } : { url: l, enabled: true, tag: null };
+      }),
+  repo_keys: (v) => words(text(v)),
+  packages: (v) => {
+    const p = map(v);
+    return { add: words(text(p.add)), del: words(text(p.del)), noscripts: words(text(p.noscripts)) };
+  },
+  services: (v) => {
+    const s = map(v);
+    const levels = (t: unknown) => {
+      const out: Record<string, string[]> = {};
+      for (const part of words(text(t))) {
+        const eq = part.indexOf('=');
+        if (eq <= 0) throw new Error(`"${part}" is not runlevel=service,...`);
+        out[part.slice(0, eq)] = part
+          .slice(eq + 1)
+          .split(',')
+          .filter(Boolean);
+      }
+      return out;
+    };
+    return { enable: levels(s.enable), disable: levels(s.disable) };
+  },
+  kernel_modules: (v) => text(v).split(',').filter(Boolean),
+  kernel_options: (v) => words(text(v)),
+  initfs_features: (v) => words(text(v)),
+  disk_size: (v) => {
+    const m = /^(\d+)([MG])$/.exec(text(v).trim());
+    if (!m) throw new Error(`${JSON.stringify(v)} is not a size such as "416M"`);
+    return Number(m[1]) * (m[2] === 'G' ? 1024 : 1);
+  },
+};
+
+function text(v: unknown): string {
+  if (v === undefined || v === null) return '';
+  if (typeof v !== 'string') throw new Error(`expected text, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function map(v: unknown): Record<string, unknown> {
+  if (v === undefined || v === null) return {};
+  if (!isPlainObject(v)) throw new Error(`expected a map, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/**
+ * One setting as images.yaml shows it: the typed lists and maps in their flat form, anything else as it is
+ * (settings the tool does not read included). The read-only view `{placeholder}` fills use.
+ */
+export function settingValue(config: ImageConfig, key: string): unknown {
+  // the one view of the configuration as a record (see ImageConfig: undeclared settings live on the object)
+  const v = (config as unknown as Readonly<Record<string, unknown>>)[key];
+  if (v === undefined || v === null) return v;
+  switch (key) {
+    case 'repos':
+      return flat.repos(config.repos);
+    case 'repo_keys':
+    case 'kernel_options':
+    case 'initfs_features':
+      return flat.words(v as readonly string[]);
+    case 'kernel_modules':
+      return flat.commas(config.kernel_modules);
+    case 'disk_size':
+      return flat.diskSize(config.disk_size);
+    case 'packages': {
+      const p = config.packages;
+      return { add: flat.words(p.add), del: flat.words(p.del), noscripts: flat.words(p.noscripts) };
+    }
+    case 'services':
+      return {
+        enable: flat.services(config.services.enable),
+        disable: flat.services(config.services.disable),
+      };
+    default:
+      return v;
+  }
+}
+
+/** Every setting as images.yaml shows it, in its order (for `{placeholder}` fills of any setting). */
+export function settingValues(config: ImageConfig): Readonly<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  for (const k in config) out[k] = settingValue(config, k);
+  return out;
+}
+
 /** One variant as images.yaml shows it: config_key, the leading run fields, the configuration, other run fields. */
 function imagesYamlRecord(config: ImageConfig, run: RunFields | undefined): Record<string, unknown> {
   const out: Record<string, unknown> = { config_key: config.config_key };
   for (const f of LEADING_RUN_FIELDS) out[f] = run?.[f] ?? null;
-  for (const k in config) if (k !== 'config_key') out[k] = config[k];
+  for (const k in config) if (k !== 'config_key') out[k] = settingValue(config, k);
   if (run) for (const k in run) if (!Object.hasOwn(out, k)) out[k] = run[k];
   return out;
 }
@@ -103,12 +219,23 @@ export function parseImagesYaml(text: string, path: string): ImagesFile {
       throw new UserError(`${path}: ${key}: expected an image config (a map), got ${JSON.stringify(value)}`);
     }
     // an explicit !!timestamp tag gives a Date; keep the text form
+    const fields: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) {
-      if (RUN_FIELDS.has(k)) delete value[k];
-      else if (v instanceof Date) value[k] = v.toISOString();
+      if (RUN_FIELDS.has(k)) continue;
+      const typed = unflat[k];
+      if (typed && v !== undefined) {
+        try {
+          fields[k] = typed(v);
+        } catch (err) {
+          throw new UserError(`${path}: ${key}: ${k}: ${(err as Error).message}`);
+        }
+      } else {
+        fields[k] = v instanceof Date ? v.toISOString() : v;
+      }
     }
-    const config = value as unknown as ImageConfig;
-    if (typeof config.config_key !== 'string') config.config_key = key;
+    if (typeof fields.config_key !== 'string') fields.config_key = key;
+    // (a partial record read from a hand-made file is taken as it is: the checks at `configs` see it)
+    const config = fields as unknown as ImageConfig;
     out[key] = config;
   }
   return out;

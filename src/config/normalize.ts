@@ -4,12 +4,17 @@
 import { isSafeNameTemplate, SAFE_NAME_RULE } from '../util/safe-name.js';
 import { ConfigError, throwErrors } from './errors.js';
 import { formatTemplate, type Lookup, MISSING, PlaceholderError } from './format.js';
+import { flat } from './images-yaml.js';
 import { deepClone, isPlainObject, type PlainObject } from './merge.js';
 import type { Location } from './source.js';
-import type { ImageConfig } from './types.js';
-
-export const IMAGE_FORMATS = ['qcow2', 'vhd', 'raw', 'raw.tar.gz'] as const;
-export const IMAGE_COMPRESSIONS = ['bz2', 'gz', 'xz', 'zstd', 'tar.gz'] as const;
+import {
+  IMAGE_COMPRESSIONS,
+  IMAGE_FORMATS,
+  type ImageConfig,
+  type PackageLists,
+  type Repository,
+  type ServiceLists,
+} from './types.js';
 
 export interface NormaliseContext {
   readonly variant: string;
@@ -54,9 +59,31 @@ const isDiskSize: Check = (v) =>
   Array.isArray(v) && v.length > 0 && v.every((x) => Number.isInteger(x) && (x as number) >= 0);
 const isLines = listOf(isString);
 const isMotd: Check = (v) => v === null || mapOf((x) => x === null || isString(x) || isLines(x))(v);
-const isRepos: Check = (v) => v === null || mapOf((x) => isBoolOrNull(x) || isNonEmptyString(x))(v);
-const isPackages: Check = (v) => v === null || mapOf((x) => isBoolOrNull(x) || isString(x))(v);
-const isServices: Check = (v) => v === null || mapOf((lvl) => lvl === null || isFlagMap(lvl))(v);
+/** a name that stays one word in the original's joined strings (no whitespace, none of `extra`) */
+const isWord =
+  (extra = ''): Check =>
+  (v) =>
+    typeof v === 'string' && v !== '' && !/\s/.test(v) && ![...extra].some((c) => v.includes(c));
+const isPlainWord = isWord();
+const keysAre =
+  (ok: Check, values: Check): Check =>
+  (v) => {
+    if (!isPlainObject(v)) return false;
+    for (const k in v) if (!ok(k) || !values(v[k])) return false;
+    return true;
+  };
+const isRepoUrl: Check = (v) => isPlainWord(v) && !/^[#@]/.test(v as string);
+const isRepos: Check = (v) => v === null || keysAre(isRepoUrl, (x) => isBoolOrNull(x) || isPlainWord(x))(v);
+const isPackageValue: Check = (v) =>
+  isBoolOrNull(v) ||
+  (typeof v === 'string' &&
+    (v.replace('--no-scripts', '').trim() === '' || isPlainWord(v.replace('--no-scripts', '').trim())));
+const isPackages: Check = (v) => v === null || keysAre(isWord('@'), isPackageValue)(v);
+const isServiceName = isWord(',=');
+const isServices: Check = (v) =>
+  v === null || keysAre(isServiceName, (lvl) => lvl === null || keysAre(isServiceName, isBoolOrNull)(lvl))(v);
+const isModules: Check = (v) => v === null || keysAre(isWord(','), isBoolOrNull)(v);
+const isTimeout: Check = (v) => v === null || (Number.isInteger(v) && (v as number) >= 0);
 
 /** [key, check, what is expected, required] for the settings later steps read as they are */
 const SETTINGS: readonly (readonly [string, Check, string, boolean?])[] = [
@@ -84,7 +111,7 @@ const SETTINGS: readonly (readonly [string, Check, string, boolean?])[] = [
   ['signing_pubkey', isStringOrNull, 'a string or null'],
   ['release_cmd', isStringOrNull, 'a string or null'],
   ['catalog_dir', isStringOrNull, 'a string or null'],
-  ['end_of_life', isStringOrNull, 'a date (YYYY-MM-DD)'],
+  ['end_of_life', isNonEmptyString, 'a date (YYYY-MM-DD)', true],
   ['qemu', isMapOrNull, 'a map (machine_type, args, firmware)'],
   ['name', isNameParts, `a list of name parts, each ${SAFE_NAME_RULE} and {placeholders}`, true],
   ['description', isPartList, 'a list of description parts'],
@@ -93,22 +120,66 @@ const SETTINGS: readonly (readonly [string, Check, string, boolean?])[] = [
   ['motd', isMotd, 'a map of message name to text, list of lines, or null'],
   ['storage_url', isStringOrNull, 'a URL (file://, ssh://, s3://, https://)'],
   ['download_url', isStringOrNull, 'a URL (file://, ssh://, s3://, https://)'],
-  ['repos', isRepos, 'a map of repository URL to true, false, null or a tag'],
-  ['packages', isPackages, 'a map of package name to true, false, null, a tag or "--no-scripts [tag]"'],
-  ['services', isServices, 'a map of runlevel to a map of service to true, false or null'],
-  ['kernel_modules', isFlagMapOrNull, 'a map of name to true, false or null'],
+  ['repos', isRepos, 'a map of repository URL (one word) to true, false, null or a tag (one word)'],
+  [
+    'packages',
+    isPackages,
+    'a map of package name (one word, no @) to true, false, null, a tag or "--no-scripts [tag]"',
+  ],
+  [
+    'services',
+    isServices,
+    'a map of runlevel to a map of service to true, false or null (names: one word, no , or =)',
+  ],
+  ['kernel_modules', isModules, 'a map of module name (one word, no comma) to true, false or null'],
   ['kernel_options', isFlagMapOrNull, 'a map of name to true, false or null'],
   ['initfs_features', isFlagMapOrNull, 'a map of name to true, false or null'],
+  // read by the setup scripts (src/local/variant.ts scriptEnvironment)
+  ['bootloader_timeout', isTimeout, 'a whole number of seconds, or null'],
+  ['ntp_server', isStringOrNull, 'a host name or address, "" or null (the default)'],
+  // display names on release pages (src/release/catalog.ts)
+  ['cloud_name', isStringOrNull, 'a display name, or null'],
+  ['arch_name', isStringOrNull, 'a display name, or null'],
+  ['firmware_name', isStringOrNull, 'a display name, or null'],
+  ['bootstrap_name', isStringOrNull, 'a display name, or null'],
+  ['machine_name', isStringOrNull, 'a display name, or null'],
+  // console link templates of release pages (a cloud plugin may check more)
+  ['cloud_region_url', isStringOrNull, 'a URL template ({region}, {image_id}), or null'],
+  ['cloud_launch_url', isStringOrNull, 'a URL template ({region}, {image_id}), or null'],
 ];
 
 const QEMU_SETTINGS: readonly (readonly [string, Check, string])[] = [
   ['machine_type', isStringOrNull, 'a string such as "virt", or null'],
   ['firmware', isStringOrNull, 'a path to UEFI firmware, or null'],
   ['args', isQemuArgs, 'a list of lists of arguments, or null'],
+  ['cdrom_interface', isStringOrNull, 'a QEMU disk interface such as "virtio-scsi", or null'],
+  ['boot_kernel', isStringOrNull, 'a kernel path inside the ISO, or null'],
+  ['boot_initrd', isStringOrNull, 'an initrd path inside the ISO, or null'],
+  ['boot_cmdline', isStringOrNull, 'a kernel command line, or null'],
 ];
 
 function vVersion(version: unknown): string {
   return version === 'edge' ? 'edge' : `v${String(version)}`;
+}
+
+/** settings normaliseVariant makes anew (not shared with the config tree) */
+const FRESH = new Set([
+  'repo_keys',
+  'repos',
+  'packages',
+  'services',
+  'kernel_modules',
+  'kernel_options',
+  'initfs_features',
+]);
+
+function splitWords(list: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const s of list) {
+    if (!/\s/.test(s)) out.push(s);
+    else for (const w of s.split(/\s+/)) if (w) out.push(w);
+  }
+  return out;
 }
 
 function keysWhere(m: PlainObject, want: unknown): string[] {
@@ -158,8 +229,11 @@ export function normaliseVariant(cfg: PlainObject, ctx: NormaliseContext): Image
       return formatTemplate(template, using);
     } catch (err) {
       if (!(err instanceof PlaceholderError)) throw err;
-      const known = [...Object.keys(cfg), ...Object.keys(extra)]
-        .filter((k) => cfg[k] === null || typeof cfg[k] !== 'object')
+      const known = [...new Set([...Object.keys(cfg), ...Object.keys(extra)])]
+        .filter((k) => {
+          const v = lookup(k);
+          return v === null || typeof v !== 'object';
+        })
         .sort();
       throw new ConfigError(`${err.message} (known: ${known.join(', ')})`, {
         variant: ctx.variant,
@@ -169,11 +243,16 @@ export function normaliseVariant(cfg: PlainObject, ctx: NormaliseContext): Image
     }
   };
 
-  // ---- the normalisation alpine-cloud-images does, in its order ----
+  // ---- the normalisation alpine-cloud-images does, in its order (into typed lists and maps) ----
   cfg.name = (cfg.name as unknown[]).map(String).join('-');
   cfg.description = ((cfg.description as unknown[] | undefined) ?? []).map(String).join(' ');
-  cfg.repo_keys = ((cfg.repo_keys as string[] | null | undefined) ?? []).join(' ');
-  cfg.disk_size = `${(cfg.disk_size as number[]).reduce((a, b) => a + b, 0)}M`;
+  const repoKeys = ((cfg.repo_keys as string[] | null | undefined) ?? []).slice();
+  cfg.repo_keys = repoKeys;
+  const diskMiB = (cfg.disk_size as number[]).reduce((a, b) => a + b, 0);
+  cfg.disk_size = diskMiB;
+  // placeholders see these two as the original's images.yaml shows them
+  extra.repo_keys = flat.words(repoKeys);
+  extra.disk_size = flat.diskSize(diskMiB);
 
   // motd: message name -> text or list of lines (null drops it); release notes only when there are some
   const motd = isPlainObject(cfg.motd) ? cfg.motd : {};
@@ -194,15 +273,15 @@ export function normaliseVariant(cfg: PlainObject, ctx: NormaliseContext): Image
   }
 
   // repos: URL -> true (enabled), false (commented out), null (left out), "tag" (enabled as @tag)
-  const repos: string[] = [];
+  const repos: Repository[] = [];
   const repoMap = isPlainObject(cfg.repos) ? cfg.repos : {};
   for (const url in repoMap) {
     const v = repoMap[url];
-    if (typeof v === 'string') repos.push(`@${v} ${url}`);
-    else if (v === false) repos.push(`#${url}`);
-    else if (v === true) repos.push(url);
+    if (v === null || v === undefined) continue;
+    const tag = typeof v === 'string' ? fill('repos', v) : null;
+    repos.push({ url: fill('repos', url), enabled: v !== false, tag });
   }
-  cfg.repos = fill('repos', repos.join('\n'));
+  cfg.repos = repos;
 
   // packages: name -> true (add), false (delete), null (neither), "tag", "--no-scripts", "--no-scripts tag"
   const add: string[] = [];
@@ -222,33 +301,38 @@ export function normaliseVariant(cfg: PlainObject, ctx: NormaliseContext): Image
       add.push(name);
     }
   }
-  cfg.packages = { add: add.join(' '), del: del.join(' '), noscripts: noscripts.join(' ') };
+  const packages: PackageLists = { add, del, noscripts };
+  cfg.packages = packages;
 
   // services: runlevel -> service -> true (enable), false (disable), null (neither)
-  const enable: string[] = [];
-  const disable: string[] = [];
+  const enable: Record<string, string[]> = {};
+  const disable: Record<string, string[]> = {};
   const svcMap = isPlainObject(cfg.services) ? cfg.services : {};
   for (const lvl in svcMap) {
     const svcs = svcMap[lvl];
     if (!isPlainObject(svcs)) continue;
     const on = keysWhere(svcs, true);
     const off = keysWhere(svcs, false);
-    if (on.length) enable.push(`${lvl}=${on.join(',')}`);
-    if (off.length) disable.push(`${lvl}=${off.join(',')}`);
+    if (on.length) enable[lvl] = on;
+    if (off.length) disable[lvl] = off;
   }
-  cfg.services = { enable: enable.join(' '), disable: disable.join(' ') };
+  const services: ServiceLists = { enable, disable };
+  cfg.services = services;
 
-  cfg.kernel_modules = keysWhere(isPlainObject(cfg.kernel_modules) ? cfg.kernel_modules : {}, true).join(',');
-  cfg.kernel_options = keysWhere(isPlainObject(cfg.kernel_options) ? cfg.kernel_options : {}, true).join(' ');
-  cfg.initfs_features = keysWhere(isPlainObject(cfg.initfs_features) ? cfg.initfs_features : {}, true).join(
-    ' ',
+  cfg.kernel_modules = keysWhere(isPlainObject(cfg.kernel_modules) ? cfg.kernel_modules : {}, true);
+  // (a kernel option or initfs feature key may hold several, space-separated)
+  cfg.kernel_options = splitWords(
+    keysWhere(isPlainObject(cfg.kernel_options) ? cfg.kernel_options : {}, true),
+  );
+  cfg.initfs_features = splitWords(
+    keysWhere(isPlainObject(cfg.initfs_features) ? cfg.initfs_features : {}, true),
   );
 
   qemu.iso_url = ctx.isoUrl(cfg.arch as string);
-  // nothing in the result is shared with the config tree or other variants (packages and services are new)
+  // nothing in the result is shared with the config tree or other variants (the typed lists are new)
   for (const k of Object.keys(cfg)) {
     const v = cfg[k];
-    if (v !== null && typeof v === 'object' && k !== 'packages' && k !== 'services') cfg[k] = deepClone(v);
+    if (v !== null && typeof v === 'object' && !FRESH.has(k)) cfg[k] = deepClone(v);
   }
   return cfg as unknown as ImageConfig;
 }

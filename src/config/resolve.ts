@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { redactText } from '../util/redact.js';
 import { hasUnsafeText, isSafeName, SAFE_NAME_RULE } from '../util/safe-name.js';
 import { ConfigError, throwErrors } from './errors.js';
+import { settingValue } from './images-yaml.js';
 import { deepClone, getPath, isPlainObject, mergeAdditive, type PlainObject } from './merge.js';
 import { normaliseVariant } from './normalize.js';
 import type { AlpineReleases, VersionInfo } from './releases.js';
@@ -493,10 +494,9 @@ export async function resolveMatrix(
 
 /** Placeholders such as {cloud} filled from the variant's settings ({revision} as 0), for checking the result. */
 function fillForCheck(template: string, config: ImageConfig): string {
-  const values = config as unknown as Readonly<Record<string, unknown>>;
   return template.replace(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_whole, k: string) => {
     if (k === 'revision') return '0';
-    const v = values[k];
+    const v = settingValue(config, k);
     return v === null || v === undefined || typeof v === 'object' ? 'x' : String(v);
   });
 }

@@ -3,6 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
+import { flat } from '../config/images-yaml.js';
 import type { Image } from '../state/image.js';
 import { UserError } from '../util/errors.js';
 import { restoreCredentials } from '../util/redact.js';
@@ -30,15 +31,6 @@ export interface PackerVariant {
   environment: string[];
 }
 
-function str(key: string, v: unknown, configKey: string): string {
-  if (v === undefined || v === null) return '';
-  if (typeof v === 'string') return v;
-  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
-  throw new UserError(
-    `${configKey}: ${key} should be a string for the setup scripts, got ${JSON.stringify(v)}`,
-  );
-}
-
 /** The bootloader a variant installs: its `bootloader` setting, else grub-efi for UEFI and extlinux for BIOS. */
 export function bootloaderOf(image: Image): string {
   const c = image.config;
@@ -46,7 +38,8 @@ export function bootloaderOf(image: Image): string {
 }
 
 /**
- * KEY=VALUE settings for the setup scripts (the same names alpine-cloud-images passes).
+ * KEY=VALUE settings for the setup scripts (the same names and value formats alpine-cloud-images passes): the one
+ * place the typed lists become the original's joined strings for a builder (flat, shared with images.yaml).
  * Values may hold newlines (MOTD, REPOS); Packer writes them to an env file with proper quoting.
  */
 export function scriptEnvironment(
@@ -55,8 +48,7 @@ export function scriptEnvironment(
   credentialUrls: readonly string[] = [],
 ): string[] {
   const c = image.config;
-  const k = c.config_key;
-  const env: [string, unknown][] = [
+  const env: [string, string | number | null | undefined][] = [
     ['DEBUG', debug ? '1' : '0'],
     ['ARCH', c.arch],
     ['BOOTLOADER', bootloaderOf(image)],
@@ -67,32 +59,31 @@ export function scriptEnvironment(
     ['END_OF_LIFE', c.end_of_life],
     ['FIRMWARE', c.firmware],
     ['IMAGE_LOGIN', c.login],
-    ['INITFS_FEATURES', c.initfs_features],
-    ['KERNEL_MODULES', c.kernel_modules],
-    ['KERNEL_OPTIONS', c.kernel_options],
+    ['INITFS_FEATURES', flat.words(c.initfs_features)],
+    ['KERNEL_MODULES', flat.commas(c.kernel_modules)],
+    ['KERNEL_OPTIONS', flat.words(c.kernel_options)],
     ['MOTD', c.motd],
     ['NTP_SERVER', c.ntp_server],
-    ['PACKAGES_ADD', c.packages?.add],
-    ['PACKAGES_DEL', c.packages?.del],
-    ['PACKAGES_NOSCRIPTS', c.packages?.noscripts],
+    ['PACKAGES_ADD', flat.words(c.packages.add)],
+    ['PACKAGES_DEL', flat.words(c.packages.del)],
+    ['PACKAGES_NOSCRIPTS', flat.words(c.packages.noscripts)],
     ['RELEASE', c.release],
-    ['REPOS', typeof c.repos === 'string' ? restoreCredentials(c.repos, credentialUrls) : c.repos],
-    ['REPO_KEYS', c.repo_keys],
-    ['SERVICES_ENABLE', c.services?.enable],
-    ['SERVICES_DISABLE', c.services?.disable],
+    ['REPOS', restoreCredentials(flat.repos(c.repos), credentialUrls)],
+    ['REPO_KEYS', flat.words(c.repo_keys)],
+    ['SERVICES_ENABLE', flat.services(c.services.enable)],
+    ['SERVICES_DISABLE', flat.services(c.services.disable)],
     ['VERSION', c.version],
   ];
   if (c.bootloader_timeout !== undefined && c.bootloader_timeout !== null) {
     env.push(['BOOTLOADER_TIMEOUT', c.bootloader_timeout]);
   }
-  return env.map(([name, v]) => `${name}=${str(name.toLowerCase(), v, k)}`);
+  return env.map(([name, v]) => `${name}=${v ?? ''}`);
 }
 
-/** disk_size as Packer wants it ("1024M"); accepts a number of MiB too. */
-export function diskSize(v: unknown, configKey: string): string {
-  if (typeof v === 'number' && Number.isInteger(v) && v > 0) return `${v}M`;
-  if (typeof v === 'string' && /^[1-9]\d*[MG]$/.test(v.trim())) return v.trim();
-  throw new UserError(`${configKey}: disk_size ${JSON.stringify(v)} should look like "1024M"`);
+/** disk_size (MiB) as Packer wants it ("1024M"). */
+export function diskSize(mib: number, configKey: string): string {
+  if (Number.isInteger(mib) && mib > 0) return flat.diskSize(mib);
+  throw new UserError(`${configKey}: disk_size ${JSON.stringify(mib)} should be a positive number of MiB`);
 }
 
 /** qemu.args from the config: a list of argument lists, e.g. [["-cpu", "cortex-a57"], ["-boot", "d"]]. */

@@ -3,6 +3,7 @@
 // storage, fetching checksums, writing the files) is ./catalog.ts.
 
 import type { CloudPlugin } from '../clouds/types.js';
+import { settingValue, settingValues } from '../config/images-yaml.js';
 import type { BootTestRecord } from '../state/boot-test.js';
 import { fillPlaceholders, type Image } from '../state/image.js';
 import { compareRelease, compareVersion, type StoredRevision } from './revisions.js';
@@ -98,7 +99,7 @@ function regionLinks(
   region: string,
   imageId: string,
 ): { region_url: string | null; launch_url: string | null } {
-  const values = { ...image.config, v_version: image.vVersion, region, image_id: imageId };
+  const values = { ...settingValues(image.config), v_version: image.vVersion, region, image_id: imageId };
   // the configured template, else the cloud's plugin (which alone knows its console): nothing here knows a cloud
   const pick = (configured: unknown, fromPlugin: (() => string | undefined) | undefined) => {
     const t = str(configured);
@@ -120,7 +121,9 @@ function regionLinks(
 export function downloadBase(image: Image): string | undefined {
   const d = str(image.config.download_url);
   if (!d) return undefined;
-  return fillPlaceholders(d, { ...image.config, v_version: image.vVersion }).replace(/\/+$/, '');
+  return fillPlaceholders(d, (k) =>
+    k === 'v_version' ? image.vVersion : settingValue(image.config, k),
+  ).replace(/\/+$/, '');
 }
 
 /** The newest released revision per variant: highest release, then highest revision. */

@@ -1,6 +1,8 @@
 // Commands from configs (signing_cmd, release_cmd): split into arguments like a POSIX shell would (quotes and
 // backslashes only: no expansion, no operators), fill {placeholders} per argument, run without a shell.
 import type { Logger } from 'pino';
+import { settingValues } from '../config/images-yaml.js';
+import type { ImageConfig } from '../config/types.js';
 import { UserError } from '../util/errors.js';
 
 /** Tokens a user may expect a shell to interpret; run without a shell they would be plain arguments. */
@@ -234,10 +236,13 @@ export async function runCommand(argv: readonly string[], opts: RunOptions): Pro
   throw new UserError(`${opts.what} failed: \`${shown}\` ${why}${errTail ? `; stderr: ${errTail}` : ''}`);
 }
 
-/** Values for {placeholders}: every resolved setting of the image plus derived names (these win). */
+/**
+ * Values for {placeholders}: every resolved setting of the image as images.yaml shows it, plus derived names
+ * (these win).
+ */
 export function placeholderValues(
-  config: Record<string, unknown>,
+  config: ImageConfig,
   extra: Record<string, string | number>,
 ): Record<string, unknown> {
-  return { ...config, ...extra };
+  return { ...settingValues(config), ...extra };
 }

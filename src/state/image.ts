@@ -1,12 +1,20 @@
 import { join } from 'node:path';
+import { settingValue } from '../config/images-yaml.js';
 import type { ImageConfig } from '../config/types.js';
 import type { BootTestRecord } from './boot-test.js';
 import { emptyState, type ImageState, STATE_TAGS, type SupplyState, stateTags } from './image-state.js';
 
-/** Fill `{key}` placeholders from `values`; unknown placeholders are left as they are. */
-export function fillPlaceholders(template: string, values: Record<string, unknown>): string {
+/**
+ * Fill `{key}` placeholders from `values` (a record, or a lookup such as the configuration's `settingValue`);
+ * unknown placeholders are left as they are.
+ */
+export function fillPlaceholders(
+  template: string,
+  values: Readonly<Record<string, unknown>> | ((key: string) => unknown),
+): string {
+  const lookup = typeof values === 'function' ? values : (key: string) => values[key];
   return template.replace(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (whole, key: string) => {
-    const v = values[key];
+    const v = lookup(key);
     return v === undefined || v === null || typeof v === 'object' ? whole : String(v);
   });
 }
@@ -98,11 +106,15 @@ export class Image {
   }
 
   nameFor(revision: number | string): string {
-    return fillPlaceholders(this.config.name, { ...this.config, revision });
+    return fillPlaceholders(this.config.name, (k) =>
+      k === 'revision' ? revision : settingValue(this.config, k),
+    );
   }
 
   get imageDescription(): string {
-    return fillPlaceholders(this.config.description, { ...this.config, revision: this.revision });
+    return fillPlaceholders(this.config.description, (k) =>
+      k === 'revision' ? this.revision : settingValue(this.config, k),
+    );
   }
 
   /** uncompressed converted image file name: <image_name>.<image_format> */
@@ -146,7 +158,7 @@ export class Image {
   }
 
   get storageUrl(): string | undefined {
-    return this.config.storage_url;
+    return this.config.storage_url ?? undefined;
   }
 
   /** The tags every cloud image and metadata file carries. */

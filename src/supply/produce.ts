@@ -7,6 +7,7 @@ import { readdir, readFile, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
+import type { Repository } from '../config/types.js';
 import { substituteCdn } from '../local/chroot/plan.js';
 import type { Image } from '../state/image.js';
 import type { SupplyState } from '../state/image-state.js';
@@ -102,15 +103,13 @@ export async function configDigests(workDir: string, custom: readonly string[]):
  * Network repositories' indexes are found in the apk cache instead (apkIndexInputs).
  */
 export async function localRepositoryIndexes(
-  repos: string,
+  repos: readonly Repository[],
   cdnUrl: string,
   arch: string,
 ): Promise<ResourceDescriptor[]> {
   const out: ResourceDescriptor[] = [];
-  for (const raw of repos.split('\n')) {
-    const line = raw.trim();
-    if (!line || line.startsWith('#')) continue;
-    const url = line.split(/\s+/).at(-1)!;
+  for (const { url, enabled } of repos) {
+    if (!enabled) continue;
     const reached = substituteCdn(url, cdnUrl);
     if (!reached.startsWith('file://')) continue;
     const index = join(decodeURIComponent(reached.slice('file://'.length)), arch, 'APKINDEX.tar.gz');

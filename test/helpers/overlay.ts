@@ -2,6 +2,7 @@ import { mkdir, mkdtemp, readFile, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
+import { parseImagesYaml } from '../../src/config/images-yaml.js';
 import type { ImageConfig, ImagesFile } from '../../src/config/types.js';
 import { Image } from '../../src/state/image.js';
 import { emptyState, type ImageState, stateAfter } from '../../src/state/image-state.js';
@@ -70,8 +71,17 @@ export async function makeOverlay(opts: OverlayOptions): Promise<string> {
   return dir;
 }
 
+/** work/images.yaml read back as the typed configuration (the run fields left out). */
 export async function readImages(workDir: string): Promise<ImagesFile> {
-  return parse(await readFile(join(workDir, 'images.yaml'), 'utf8')) as ImagesFile;
+  return parseImagesYaml(await readFile(join(workDir, 'images.yaml'), 'utf8'), 'images.yaml');
+}
+
+/** work/images.yaml as its records are written (flat settings and the run fields: state, plan). */
+export async function readImagesRecords(workDir: string): Promise<Record<string, Record<string, unknown>>> {
+  return parse(await readFile(join(workDir, 'images.yaml'), 'utf8')) as Record<
+    string,
+    Record<string, unknown>
+  >;
 }
 
 export function imageOf(config: ImageConfig, workDir: string): Image {

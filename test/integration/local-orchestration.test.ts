@@ -8,6 +8,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ImageConfig } from '../../src/config/types.js';
 import { buildLocal, type LocalBuildOptions, type LocalBuildResult } from '../../src/local/index.js';
 import { Image } from '../../src/state/image.js';
 import { emptyState } from '../../src/state/image-state.js';
@@ -80,7 +81,8 @@ describe.skipIf(!hasQemuImg)('buildLocal orchestration (stand-in packer)', () =>
       }),
       variant('two-fail'),
       variant('three-qcow2', { image_format: 'qcow2', image_format_opts: null, image_compress: 'gz' }),
-      variant('four-bad-format', { image_format: 'iso' }),
+      // a hand-edited images.yaml may hold anything: the converter refuses it
+      variant('four-bad-format', { image_format: 'iso' as ImageConfig['image_format'] }),
     ];
     options = {
       debug: false,

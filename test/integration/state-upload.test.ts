@@ -7,7 +7,13 @@ import { parse } from 'yaml';
 import type { ImageConfig } from '../../src/config/types.js';
 import type { Image } from '../../src/state/image.js';
 import { runBuild } from '../helpers/cli.js';
-import { fakeLocalBuild, makeOverlay, RELEASES_URL, readImages } from '../helpers/overlay.js';
+import {
+  fakeLocalBuild,
+  makeOverlay,
+  RELEASES_URL,
+  readImages,
+  readImagesRecords,
+} from '../helpers/overlay.js';
 
 async function sha512(path: string): Promise<string> {
   return createHash('sha512')
@@ -84,7 +90,7 @@ describe('state and upload through the real CLI (file:// storage)', () => {
     const st = await runBuild(['state', ...cfg(work)]);
     expect(st.code, st.stderr).toBe(0);
     expect(st.stdout).toMatch(new RegExp(`${image.imageName}\\s+\\S+\\s+upload release\\s+local`));
-    const planned = Object.values(await readImages(work))[0]!;
+    const planned = Object.values(await readImagesRecords(work))[0]!;
     expect(planned.actions).toEqual(['upload', 'release']);
 
     const up = await runBuild(['upload', ...cfg(work)]);
@@ -170,7 +176,7 @@ describe('state and upload through the real CLI (file:// storage)', () => {
     expect(st.stderr).toContain('would bump revision to r1');
     const rev = await runBuild(['local', '--revise', ...cfg(work), '--disable', 'import']);
     // the local build itself needs Packer; what matters here is the bump and the plan
-    const planned = Object.values(await readImages(work))[0]!;
+    const planned = Object.values(await readImagesRecords(work))[0]!;
     expect(planned.revision).toBe(1);
     expect(planned.actions).toEqual(['local']);
     expect(rev.stderr).toContain('revision bumped to r1');

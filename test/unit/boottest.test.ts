@@ -6,13 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import {
-  type Expected,
-  evaluate,
-  parseRcStatus,
-  parseServices,
-  sections,
-} from '../../src/boottest/checks.js';
+import { type Expected, evaluate, parseRcStatus, sections } from '../../src/boottest/checks.js';
 import { guestNetFor } from '../../src/boottest/metadata-server.js';
 import {
   cpuFor,
@@ -187,7 +181,12 @@ const exp: Expected = {
   markerPath: '/var/tmp/boot-test-user-data',
   packagesAdd: ['alpine-base', 'openssh', 'grub-efi@edge'],
   packagesDel: ['sudo'],
-  services: parseServices('sysinit=devfs boot=hostname,syslog default=sshd,networking shutdown=killprocs'),
+  services: {
+    sysinit: ['devfs'],
+    boot: ['hostname', 'syslog'],
+    default: ['sshd', 'networking'],
+    shutdown: ['killprocs'],
+  },
   kernelOptions: ['console=ttyS0,115200n8', 'quiet'],
   motd: 'Welcome to Alpine!\n\nYou may change this message.',
   grownMiB: 64,

@@ -126,11 +126,11 @@ describe('builder choice', () => {
 
 describe('repositories as the build reaches them', () => {
   const repos = [
-    'https://dl-cdn.alpinelinux.org/alpine/v3.19/main',
-    'https://dl-cdn.alpinelinux.org/alpine/v3.19/community',
-    '#https://dl-cdn.alpinelinux.org/alpine/v3.19/testing',
-    '@extra https://example.org/repo',
-  ].join('\n');
+    { url: 'https://dl-cdn.alpinelinux.org/alpine/v3.19/main', enabled: true, tag: null },
+    { url: 'https://dl-cdn.alpinelinux.org/alpine/v3.19/community', enabled: true, tag: null },
+    { url: 'https://dl-cdn.alpinelinux.org/alpine/v3.19/testing', enabled: false, tag: null },
+    { url: 'https://example.org/repo', enabled: true, tag: 'extra' },
+  ];
 
   it('moves the CDN to --cdn-url (https mirror)', () => {
     const r = buildRepos(repos, 'https://mirror.example/alpine/', () => undefined);

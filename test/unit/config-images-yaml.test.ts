@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { imagesYamlText, parseImagesYaml } from '../../src/config/images-yaml.js';
+import { imagesYamlText, parseImagesYaml, settingValue } from '../../src/config/images-yaml.js';
 import {
   loadImagesYaml,
   resolveConfigsDir,
@@ -12,9 +12,18 @@ import {
   writeImagesYaml,
 } from '../../src/config/index.js';
 import type { ImageConfig, ImagesFile } from '../../src/config/types.js';
+import { stageWorkDir } from '../../src/config/workdir.js';
 import { emitYaml, isPlainSafe, readYamlFast, Unsupported } from '../../src/config/yaml-fast.js';
 import { UserError } from '../../src/util/errors.js';
-import { captureLog, ROOT, removeTree, resolveCtx } from '../fixtures/config-helpers.js';
+import {
+  captureLog,
+  FIXTURES,
+  makeTree,
+  miniTop,
+  ROOT,
+  removeTree,
+  resolveCtx,
+} from '../fixtures/config-helpers.js';
 
 let images: ImagesFile;
 let dir: string;
@@ -197,6 +206,110 @@ describe('work/images.yaml', () => {
     const back = await loadImagesYaml(path);
     const differing = Object.keys(images).filter((k) => !isDeepStrictEqual(images[k], back?.[k]));
     expect(differing).toEqual([]);
+  });
+});
+
+describe('the typed configuration and its images.yaml form', () => {
+  const roundTrip = (all: ImagesFile): string[] => {
+    const text = imagesYamlText(all);
+    const back = parseImagesYaml(text, 'images.yaml');
+    expect(imagesYamlText(back)).toBe(text);
+    return Object.keys(all).filter((k) => !isDeepStrictEqual(all[k], back[k]));
+  };
+
+  it('the HOCON twin and the overlays read back to the same typed value', async () => {
+    const { log } = captureLog('warn');
+    const hocon = await resolveConfigsDir(join(FIXTURES, 'hocon', 'configs'), resolveCtx(log));
+    expect(roundTrip(hocon.images)).toEqual([]);
+    for (const custom of [
+      [join(ROOT, 'overlays', 'official')],
+      [join(ROOT, 'overlays', 'testing')],
+      [join(FIXTURES, 'hocon'), join(FIXTURES, 'hocon', 'overlay')],
+    ]) {
+      const workDir = await mkdtemp(join(dir, 'work-'));
+      const staged = await stageWorkDir({ rootDir: ROOT, workDir, custom, clean: false, log });
+      try {
+        const paths = { origins: staged.origins, stageDir: staged.dir, workDir };
+        const r = await resolveConfigsDir(staged.configsDir, resolveCtx(log, { workDir }), paths);
+        expect(roundTrip(r.images), custom.join(' ')).toEqual([]);
+      } finally {
+        await staged.discard();
+      }
+    }
+  });
+
+  it('lists and maps are typed; images.yaml holds the original joined strings, and they read back', async () => {
+    const tree = await makeTree({
+      'top.yaml': miniTop({
+        defaults: [
+          '  repo_keys: [https://example.org/a.rsa.pub, /keys/b.rsa.pub]',
+          '  repos: {"https://cdn/main": true, "https://cdn/testing": false, "https://cdn/edge": edgy, "https://cdn/x": null}',
+          '  packages: {a: true, b: false, c: edgy, d: --no-scripts, e: "--no-scripts edgy", f: null}',
+          '  services: {boot: {s1: true, s2: false}, default: {s3: true}, shutdown: {s4: false}, none: {s5: null}}',
+          '  kernel_modules: {m1: true, m2: false}',
+          '  kernel_options: {"console=ttyS0 quiet": true, nomodeset: true, off: false}',
+          '  initfs_features: {nvme: true}',
+          '  bootloader_timeout: 5',
+          '  ntp_server: 169.254.169.123',
+          '  bootstrap_url: https://example.org/not-read-by-the-tool',
+        ].join('\n'),
+      }),
+      'images.yaml': { symlink: 'top.yaml' },
+    });
+    try {
+      const { images: all } = await resolveConfigsDir(tree, resolveCtx(captureLog('warn').log));
+      const c = all['3.22-x86_64-aws']!;
+      expect(c).toMatchObject({
+        repo_keys: ['https://example.org/a.rsa.pub', '/keys/b.rsa.pub'],
+        repos: [
+          { url: 'https://cdn/main', enabled: true, tag: null },
+          { url: 'https://cdn/testing', enabled: false, tag: null },
+          { url: 'https://cdn/edge', enabled: true, tag: 'edgy' },
+        ],
+        packages: { add: ['a', 'c@edgy'], del: ['b'], noscripts: ['d', 'e@edgy'] },
+        services: { enable: { boot: ['s1'], default: ['s3'] }, disable: { boot: ['s2'], shutdown: ['s4'] } },
+        kernel_modules: ['m1'],
+        // a key holding several options gives several
+        kernel_options: ['console=ttyS0', 'quiet', 'nomodeset'],
+        initfs_features: ['nvme'],
+        disk_size: 100,
+        bootloader_timeout: 5,
+        ntp_server: '169.254.169.123',
+      });
+      const text = imagesYamlText(all);
+      const shown = (YAML.parse(text) as Record<string, Record<string, unknown>>)['3.22-x86_64-aws']!;
+      expect(shown).toMatchObject({
+        repo_keys: 'https://example.org/a.rsa.pub /keys/b.rsa.pub',
+        repos: 'https://cdn/main\n#https://cdn/testing\n@edgy https://cdn/edge',
+        packages: { add: 'a c@edgy', del: 'b', noscripts: 'd e@edgy' },
+        services: { enable: 'boot=s1 default=s3', disable: 'boot=s2 shutdown=s4' },
+        kernel_modules: 'm1',
+        kernel_options: 'console=ttyS0 quiet nomodeset',
+        initfs_features: 'nvme',
+        disk_size: '100M',
+        bootloader_timeout: 5,
+        bootstrap_url: 'https://example.org/not-read-by-the-tool',
+      });
+      expect(roundTrip(all)).toEqual([]);
+      expect(settingValue(c, 'bootstrap_url')).toBe('https://example.org/not-read-by-the-tool');
+    } finally {
+      await removeTree(tree);
+    }
+  });
+
+  it('a hand-edited images.yaml with a list or map in the wrong form is an error naming file, variant and key', () => {
+    expect(() => parseImagesYaml('v:\n  disk_size: lots\n', 'w/images.yaml')).toThrow(
+      'w/images.yaml: v: disk_size: "lots" is not a size such as "416M"',
+    );
+    expect(() => parseImagesYaml('v:\n  packages: [a]\n', 'w/images.yaml')).toThrow(
+      'w/images.yaml: v: packages: expected a map, got ["a"]',
+    );
+    expect(() => parseImagesYaml('v:\n  services: {enable: sshd}\n', 'w/images.yaml')).toThrow(
+      'w/images.yaml: v: services: "sshd" is not runlevel=service,...',
+    );
+    expect(() => parseImagesYaml('v:\n  repos: [a]\n', 'w/images.yaml')).toThrow(
+      'w/images.yaml: v: repos: expected text, got ["a"]',
+    );
   });
 });
 

@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { settingValue, settingValues } from '../../src/config/images-yaml.js';
 import { ConfigError, resolveConfigsDir } from '../../src/config/index.js';
 import type { ImagesFile } from '../../src/config/types.js';
 import {
@@ -129,10 +130,11 @@ describe('the matrix', () => {
       }),
     });
     const c = only(images, '3.22-x86_64-aws');
-    expect(c.who).toBe('cloud');
+    // a setting the tool does not read is kept (for images.yaml and placeholders), outside the typed view
+    expect(settingValue(c, 'who')).toBe('cloud');
     expect(c.scripts).toEqual(['setup', 'arch-script', 'cloud-script', 'cleanup']);
-    expect(c.packages).toEqual({ add: 'a c', del: 'b', noscripts: '' });
-    expect(c.disk_size).toBe('125M');
+    expect(c.packages).toEqual({ add: ['a', 'c'], del: ['b'], noscripts: [] });
+    expect(c.disk_size).toBe(125);
     expect(c.login).toBe('forced');
     expect(c.name).toBe('{cloud}_alpine-3.22.4-x86_64-r{revision}');
   });
@@ -153,7 +155,7 @@ describe('the matrix', () => {
     });
     expect(only(images, '3.22-x86_64-aws')).toMatchObject({
       scripts: ['only-this'],
-      packages: { add: 'z', del: '', noscripts: '' },
+      packages: { add: ['z'], del: [], noscripts: [] },
     });
   });
 });
@@ -182,9 +184,9 @@ describe('WHEN', () => {
       }),
     });
     expect(only(images, '3.22-x86_64-tiny-aws').packages).toEqual({
-      add: 'tiny-cloud-aws',
-      del: '',
-      noscripts: '',
+      add: ['tiny-cloud-aws'],
+      del: [],
+      noscripts: [],
     });
   });
 
@@ -385,7 +387,7 @@ describe('EXCLUDE and end_of_life', () => {
 });
 
 describe('normalisation (the values images.yaml holds)', () => {
-  it('turns packages, services, repos, kernel settings, motd and sizes into the original’s strings', async () => {
+  it('turns packages, services, repos, kernel settings, motd and sizes into typed lists (images.yaml: the original’s strings)', async () => {
     const { images } = await resolveTree({
       'top.yaml': miniTop({
         defaults: [
@@ -424,20 +426,36 @@ describe('normalisation (the values images.yaml holds)', () => {
       }),
     });
     const c = only(images, '3.22-x86_64-aws');
-    expect(c.repos).toBe(
-      'https://cdn/v3.22/main\n#https://cdn/v3.22/testing\n@edgetest https://cdn/edge/testing',
-    );
-    expect(c.repo_keys).toBe('https://example.org/key.rsa.pub /etc/apk/keys/other.pub');
+    expect(c.repos).toEqual([
+      { url: 'https://cdn/v3.22/main', enabled: true, tag: null },
+      { url: 'https://cdn/v3.22/testing', enabled: false, tag: null },
+      { url: 'https://cdn/edge/testing', enabled: true, tag: 'edgetest' },
+    ]);
+    expect(c.repo_keys).toEqual(['https://example.org/key.rsa.pub', '/etc/apk/keys/other.pub']);
     expect(c.packages).toEqual({
-      add: 'plain tagged@edgetest',
-      del: 'gone',
-      noscripts: 'quiet quiettagged@edgetest',
+      add: ['plain', 'tagged@edgetest'],
+      del: ['gone'],
+      noscripts: ['quiet', 'quiettagged@edgetest'],
     });
-    expect(c.services).toEqual({ enable: 'boot=a default=d', disable: 'boot=b shutdown=e' });
-    expect(c.kernel_modules).toBe('m1,m4');
-    expect(c.kernel_options).toBe('console=ttyS0 quiet');
-    expect(c.initfs_features).toBe('nvme ena');
-    expect(c.disk_size).toBe('128M');
+    expect(c.services).toEqual({
+      enable: { boot: ['a'], default: ['d'] },
+      disable: { boot: ['b'], shutdown: ['e'] },
+    });
+    expect(c.kernel_modules).toEqual(['m1', 'm4']);
+    expect(c.kernel_options).toEqual(['console=ttyS0', 'quiet']);
+    expect(c.initfs_features).toEqual(['nvme', 'ena']);
+    expect(c.disk_size).toBe(128);
+    // images.yaml (and {placeholders}) show them as the original's strings
+    expect(settingValues(c)).toMatchObject({
+      repos: 'https://cdn/v3.22/main\n#https://cdn/v3.22/testing\n@edgetest https://cdn/edge/testing',
+      repo_keys: 'https://example.org/key.rsa.pub /etc/apk/keys/other.pub',
+      packages: { add: 'plain tagged@edgetest', del: 'gone', noscripts: 'quiet quiettagged@edgetest' },
+      services: { enable: 'boot=a default=d', disable: 'boot=b shutdown=e' },
+      kernel_modules: 'm1,m4',
+      kernel_options: 'console=ttyS0 quiet',
+      initfs_features: 'nvme ena',
+      disk_size: '128M',
+    });
     expect(c.motd).toBe(
       'Welcome to aws 3.22!\n\none\ntwo\n\nNotes:\n* <https://alpinelinux.org/posts/Alpine-3.22.4-released.html>\n\n{literal}',
     );
@@ -456,7 +474,7 @@ describe('normalisation (the values images.yaml holds)', () => {
     expect(only(images, '3.24-x86_64-aws').motd).toBe('Welcome to aws 3.24!\n\none\ntwo\n\n{literal}');
     expect(only(images, 'edge-x86_64-aws')).toMatchObject({
       storage_url: 'file:///work-dir/s/edge/aws/x86_64/test-project',
-      repos: expect.stringContaining('https://cdn/vedge/main'),
+      repos: expect.arrayContaining([{ url: 'https://cdn/vedge/main', enabled: true, tag: null }]),
     });
   });
 
@@ -490,12 +508,37 @@ describe('wrong types are errors naming variant, key, file and what was expected
     [
       'packages not a map',
       { 'top.yaml': miniTop({ defaults: '  packages: [a, b]' }) },
-      /^variant 3\.22-x86_64-aws: packages: expected a map of package name to true, false, null, a tag or "--no-scripts \[tag\]", got \["a","b"\] \(.*top\.yaml:\d+:3\)$/,
+      /^variant 3\.22-x86_64-aws: packages: expected a map of package name \(one word, no @\) to true, false, null, a tag or "--no-scripts \[tag\]", got \["a","b"\] \(.*top\.yaml:\d+:3\)$/,
     ],
     [
       'a package value of the wrong type',
       { 'top.yaml': miniTop({ defaults: '  packages: {a: 3}' }) },
       /packages: expected a map of package name .*got \{"a":3\}/,
+    ],
+    [
+      'a package name that would not stay one word in images.yaml (and in PACKAGES_ADD)',
+      { 'top.yaml': miniTop({ defaults: '  packages: {"a b": true}' }) },
+      /packages: expected a map of package name \(one word, no @\) .*got \{"a b":true\}/,
+    ],
+    [
+      'a service name with a comma',
+      { 'top.yaml': miniTop({ defaults: '  services: {default: {"a,b": true}}' }) },
+      /services: expected a map of runlevel to a map of service to true, false or null \(names: one word, no , or =\)/,
+    ],
+    [
+      'a repository URL with a space',
+      { 'top.yaml': miniTop({ defaults: '  repos: {"https://a b": true}' }) },
+      /repos: expected a map of repository URL \(one word\)/,
+    ],
+    [
+      'bootloader_timeout not a number',
+      { 'top.yaml': miniTop({ defaults: '  bootloader_timeout: "2s"' }) },
+      /bootloader_timeout: expected a whole number of seconds, or null, got "2s"/,
+    ],
+    [
+      'a display name that is not text',
+      { 'top.yaml': miniTop({ defaults: '  cloud_name: {a: 1}' }) },
+      /cloud_name: expected a display name, or null, got \{"a":1\}/,
     ],
     [
       'services not a map of maps',
@@ -505,7 +548,7 @@ describe('wrong types are errors naming variant, key, file and what was expected
     [
       'kernel_modules values',
       { 'top.yaml': miniTop({ defaults: '  kernel_modules: {ena: maybe}' }) },
-      /kernel_modules: expected a map of name to true, false or null/,
+      /kernel_modules: expected a map of module name \(one word, no comma\) to true, false or null/,
     ],
     [
       'repos values',
@@ -583,7 +626,7 @@ describe('wrong types are errors naming variant, key, file and what was expected
       'arch/x86.conf': 'name = [x86_64]\n\npackages = [oops]\n',
     });
     expect(err.message).toBe(
-      `variant 3.22-x86_64-aws: packages: expected a map of package name to true, false, null, a tag or "--no-scripts [tag]", got ["oops"] (${dir}/arch/x86.conf:3:1)`,
+      `variant 3.22-x86_64-aws: packages: expected a map of package name (one word, no @) to true, false, null, a tag or "--no-scripts [tag]", got ["oops"] (${dir}/arch/x86.conf:3:1)`,
     );
   });
 });

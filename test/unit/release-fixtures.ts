@@ -27,7 +27,8 @@ export interface VariantOptions {
 export const PROJECT = 'https://example.org/cloud-test';
 
 /** A resolved variant as the configs step would write it to work/images.yaml (only what these tests need). */
-export function variant(o: VariantOptions): ImageConfig {
+/** A fixture variant; `revision` is the revision imageOf gives its image (not part of the configuration). */
+export function variant(o: VariantOptions): ImageConfig & { revision?: number } {
   const arch = o.arch ?? 'x86_64';
   const firmware = o.firmware ?? 'uefi';
   const bootstrap = o.bootstrap ?? 'tiny';
@@ -54,18 +55,18 @@ export function variant(o: VariantOptions): ImageConfig {
     login: 'alpine',
     scripts: ['setup'],
     script_dirs: ['setup.d'],
-    disk_size: '1024M',
+    disk_size: 1024,
     image_format: format,
-    repos: '',
-    repo_keys: '',
-    packages: { add: '', del: '', noscripts: '' },
-    services: { enable: '', disable: '' },
-    kernel_modules: '',
-    kernel_options: '',
-    initfs_features: '',
+    repos: [],
+    repo_keys: [],
+    packages: { add: [], del: [], noscripts: [] },
+    services: { enable: {}, disable: {} },
+    kernel_modules: [],
+    kernel_options: [],
+    initfs_features: [],
     storage_url: `file://${o.storageRoot}/${vv}/${cloud}/${arch}`,
     download_url: `https://cdn.example.org/alpine/${vv}/releases/cloud`,
-    qemu: {},
+    qemu: { iso_url: 'file:///nonexistent/alpine-virt.iso' },
     revision: o.revision ?? 0,
     ...(cloud === 'aws' ? { cloud_name: 'Amazon Web Services' } : { cloud_name: 'NoCloud' }),
     ...o.extra,

@@ -18,6 +18,7 @@ import { chmod, copyFile, cp, mkdir, readFile, rename, rm, writeFile } from 'nod
 import { basename, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
+import { flat } from '../../config/images-yaml.js';
 import type { Image } from '../../state/image.js';
 import { UserError } from '../../util/errors.js';
 import { fetchBytes } from '../download.js';
@@ -188,9 +189,7 @@ export async function buildChroot(b: ChrootBuild): Promise<ChrootResult> {
   // repo_keys: fetched here (file://, https://), checked to be RSA public keys, copied in by setup
   const keysDir = join(builder, KEYS_INSIDE.slice(1));
   await mkdir(keysDir, { recursive: true });
-  for (const configured of String(c.repo_keys ?? '')
-    .split(/\s+/)
-    .filter(Boolean)) {
+  for (const configured of c.repo_keys) {
     // keys kept on the CDN come from --cdn-url like the repositories
     const url = substituteCdn(configured, b.cdnUrl);
     const name = basename(new URL(url, 'file:///').pathname);
@@ -204,7 +203,7 @@ export async function buildChroot(b: ChrootBuild): Promise<ChrootResult> {
     b.vlog.note(`repository key ${name} from ${url}`);
   }
 
-  const repos = buildRepos(String(c.repos ?? ''), b.cdnUrl, realDir);
+  const repos = buildRepos(c.repos, b.cdnUrl, realDir);
   for (const s of repos.skipped) b.vlog.note(`repository ${s} does not exist here: left out of the build`);
   const cache = join(b.workDir, 'apk-cache', c.arch);
   await mkdir(cache, { recursive: true });
@@ -239,7 +238,7 @@ export async function buildChroot(b: ChrootBuild): Promise<ChrootResult> {
   }
   b.vlog.note(`SOURCE_DATE_EPOCH=${sde}`);
 
-  b.set('disk', `${plan.layout}, ${c.disk_size}`);
+  b.set('disk', `${plan.layout}, ${flat.diskSize(c.disk_size)}`);
   await phase('disk', () =>
     inNamespace(b, 'disk', {
       TREE: join(builder, 'mnt'),

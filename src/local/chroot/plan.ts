@@ -1,6 +1,7 @@
 // Pure planning for the chroot builder: the minirootfs URL, the repositories as the build reaches them, the
 // disk layout and the identifiers that make the disk reproducible. Unit-tested; no effects.
 import { createHash } from 'node:crypto';
+import type { Repository } from '../../config/types.js';
 import { UserError } from '../../util/errors.js';
 
 /** The CDN prefix of the configured repository URLs that --cdn-url stands in for. */
@@ -48,12 +49,12 @@ export interface BuildRepos {
 }
 
 /**
- * The configured repositories (REPOS: one per line, `#` disabled, `@tag url` tagged) as the build reaches
- * them: the Alpine CDN prefix replaced by --cdn-url, and file:// repositories mounted read-only into the
- * builder at /media/cib-repo-<n> (`realpath` resolves a directory on the host, or returns undefined).
+ * The configured repositories as the build reaches them: the Alpine CDN prefix replaced by --cdn-url, and
+ * file:// repositories mounted read-only into the builder at /media/cib-repo-<n> (`realpath` resolves a directory
+ * on the host, or returns undefined). Disabled ones stay in the list, commented out.
  */
 export function buildRepos(
-  repos: string,
+  repos: readonly Repository[],
   cdnUrl: string,
   realpath: (dir: string) => string | undefined,
 ): BuildRepos {
@@ -61,18 +62,13 @@ export function buildRepos(
   const binds: Bind[] = [];
   const skipped: string[] = [];
   const cdn = cdnUrl.replace(/\/+$/, '');
-  for (const raw of repos.split('\n')) {
-    const line = raw.trim();
-    if (!line) continue;
-    if (line.startsWith('#')) {
-      out.push(line);
+  for (const repo of repos) {
+    if (!repo.enabled) {
+      out.push(`#${repo.url}`);
       continue;
     }
-    const m = /^(@\S+\s+)?(\S+)$/.exec(line);
-    if (!m) throw new UserError(`repos: cannot read repository line ${JSON.stringify(line)}`);
-    const tag = m[1] ?? '';
-    let url = m[2]!;
-    url = substituteCdn(url, cdn);
+    const tag = repo.tag !== null ? `@${repo.tag} ` : '';
+    let url = substituteCdn(repo.url, cdn);
     if (url.startsWith('file://')) {
       const dir = realpath(decodeURIComponent(url.slice('file://'.length)));
       if (!dir) {
