@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { packerVariant } from '../../src/local/variant.js';
 import { vmBuildCdn } from '../../src/local/vm-mirror.js';
+import { Image } from '../../src/state/image.js';
+import { sampleConfig } from '../fixtures/local/sample.js';
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -30,18 +32,7 @@ describe('vmBuildCdn: the mirror the VM builder installs from', () => {
 
 describe('packerVariant: BUILD_CDN', () => {
   it('is in the setup environment only when given', () => {
-    const image = {
-      imageName: 'x',
-      revision: 0,
-      config: {
-        config_key: 'k',
-        arch: 'x86_64',
-        firmware: 'bios',
-        disk_size: 1024,
-        scripts: ['setup'],
-        script_dirs: [],
-      },
-    } as unknown as Parameters<typeof packerVariant>[0]['image'];
+    const image = new Image(sampleConfig({ firmware: 'bios', scripts: ['setup'], script_dirs: [] }), '/w');
     const inp = {
       image,
       scriptsDir: '/s',
