@@ -266,8 +266,9 @@ export async function aarch64Userland(work: string, t: UserlandTools): Promise<B
         ).filter((f) => f.path !== 'lib/rc/version'),
         ...alpineScripts,
         text('lib/rc/version', '0.45.2 (Debian programs; Alpine 0.52.1 scripts)\n'),
-        // Debian's lsb2rcconf reads it for every service (Debian's insserv package ships it)
+        // Debian's lsb2rcconf reads them for every service (Debian's insserv package ships them)
         text('etc/insserv.conf', "# stand-in: read by Debian OpenRC's lsb2rcconf; nothing to map\n"),
+        { path: 'etc/insserv.conf.d', mode: 0o755, dir: true },
         ...['boot', 'default', 'nonetwork', 'shutdown', 'sysinit'].map((l) => ({
           path: `etc/runlevels/${l}`,
           mode: 0o755,
