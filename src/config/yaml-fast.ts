@@ -98,6 +98,7 @@ function isBlock(v: unknown): boolean {
 /** One emitYaml call; remembers how each string is written (keys and values repeat across variants). */
 class Emitter {
   private readonly text = new Map<string, string>();
+  private readonly multiline = new Map<string, string>();
   readonly out: string[] = [];
 
   private scalar(v: unknown): string {
@@ -114,7 +115,16 @@ class Emitter {
   private inline(v: unknown, indent: string): string {
     if (Array.isArray(v)) return '[]';
     if (isMap(v)) return '{}';
-    if (typeof v === 'string' && v.includes('\n')) return literalBlock(v, indent) ?? scalarText(v);
+    if (typeof v === 'string' && v.includes('\n')) {
+      // multi-line values (scripts, motd) repeat in every variant, at the same indentation
+      const key = `${indent}\0${v}`;
+      let t = this.multiline.get(key);
+      if (t === undefined) {
+        t = literalBlock(v, indent) ?? scalarText(v);
+        this.multiline.set(key, t);
+      }
+      return t;
+    }
     return this.scalar(v);
   }
 

@@ -57,13 +57,65 @@ export function redactUrl(url: string): string {
   return redactQuery(redactUserinfo(url));
 }
 
-// a URL inside free text: scheme://… up to whitespace or a closing quote/bracket
-const URL_IN_TEXT = /[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s"'<>`()[\]{}]+/g;
+// a URL inside free text: scheme://… up to whitespace or a closing quote/bracket, i.e. what
+// /[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s"'<>`()[\]{}]+/g matches (test/unit/redact-scan.test.ts compares the two)
 
 /** Redact every URL found in a text (error messages, YAML, log lines). */
 export function redactText(text: string): string {
   if (!text.includes('://')) return text;
-  return text.replace(URL_IN_TEXT, (u) => redactUrl(u));
+  // the URLs, found from each "://" (the regular expression tries a scheme at every letter of a
+  // long text, such as images.yaml, which takes milliseconds)
+  let out = '';
+  let last = 0;
+  for (let i = text.indexOf('://'); i >= 0; i = text.indexOf('://', i + 3)) {
+    if (i < last) continue;
+    let start = i;
+    while (start > last && isSchemeChar(text.charCodeAt(start - 1))) start--;
+    while (start < i && !isLetter(text.charCodeAt(start))) start++;
+    let end = i + 3;
+    while (end < text.length && !isUrlEnd(text.charCodeAt(end))) end++;
+    if (start === i || end === i + 3) continue;
+    out += text.slice(last, start) + redactUrl(text.slice(start, end));
+    last = end;
+  }
+  return last === 0 ? text : out + text.slice(last);
+}
+
+function isLetter(c: number): boolean {
+  return (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
+}
+
+/** [A-Za-z0-9+.-] */
+function isSchemeChar(c: number): boolean {
+  return isLetter(c) || (c >= 48 && c <= 57) || c === 43 || c === 46 || c === 45;
+}
+
+/** [\s"'<>`()[\]{}]: where a URL in text ends */
+function isUrlEnd(c: number): boolean {
+  return (
+    c === 32 ||
+    (c >= 9 && c <= 13) ||
+    c === 0xa0 ||
+    c === 0x1680 ||
+    (c >= 0x2000 && c <= 0x200a) ||
+    c === 0x2028 ||
+    c === 0x2029 ||
+    c === 0x202f ||
+    c === 0x205f ||
+    c === 0x3000 ||
+    c === 0xfeff ||
+    c === 34 ||
+    c === 39 ||
+    c === 60 ||
+    c === 62 ||
+    c === 96 ||
+    c === 40 ||
+    c === 41 ||
+    c === 91 ||
+    c === 93 ||
+    c === 123 ||
+    c === 125
+  );
 }
 
 /** Does the URL carry credentials that redactUrl would hide? */
