@@ -17,6 +17,7 @@ import {
   qemuArgs,
   serialTail,
 } from '../../src/boottest/qemu.js';
+import { LOGIN_PROMPT } from '../../src/boottest/run.js';
 import { instanceData, makeSeed, metaData, seedFiles } from '../../src/boottest/seed.js';
 import { type BootTestRecord, formatChecks, needsTest, testGate } from '../../src/state/boot-test.js';
 
@@ -167,6 +168,12 @@ describe('console', () => {
       'Loading /boot/vmlinuz failed: I/O error',
     );
     expect(fatalConsoleLine('Welcome to Alpine Linux\nlogin: ')).toBeUndefined();
+  });
+
+  it("recognises the getty's login prompt, also without a host name", () => {
+    expect(LOGIN_PROMPT.test('\r\nboot-test-1a2b3c4d login: ')).toBe(true);
+    expect(LOGIN_PROMPT.test('Kernel 6.1 on an aarch64 (/dev/ttyAMA0)\n\n(none) login: ')).toBe(true);
+    expect(LOGIN_PROMPT.test('Welcome to Alpine Linux 3.19\n')).toBe(false);
   });
 
   it('keeps the last lines without control characters', () => {
