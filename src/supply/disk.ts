@@ -179,6 +179,9 @@ export async function readDisk(image: string, format?: string): Promise<DiskCont
       run('debugfs', ['-R', `rdump / ${quote(tree)}`, spec], image),
     ]);
     if (raw !== image) await rm(raw, { force: true });
+    // not root: the dump keeps the image's modes, and a file like busybox's setuid helper (4111) is not readable
+    // by its owner; the manifest takes modes and owners from the inodes (meta), so the dump may be opened up
+    if (process.getuid?.() !== 0) await run('chmod', ['-R', 'u+rwX', tree], image);
     const fromTree = await manifestFromTree(tree, { exclude: DEFAULT_EXCLUDES, meta });
     // rdump leaves out device nodes, fifos and sockets: they come from the inode listing alone
     const seen = new Set(fromTree.entries.map((e) => e.path));

@@ -61,6 +61,24 @@ describe('builder choice', () => {
     });
   });
 
+  it('needs subordinate ids when not root (files owned by other users), else vm with the reason', () => {
+    const user = { ...root, uid: 1000, subids: { ok: true } };
+    expect(chrootDecision({ arch: 'x86_64', bootloader: 'grub-efi' }, user)).toMatchObject({
+      builder: 'chroot',
+      mode: 'userns',
+      reason: 'the host can run it: unprivileged user namespaces',
+    });
+    const rootOnly = {
+      ...user,
+      subids: { ok: false, detail: 'unshare: failed to execute newuidmap: No such file or directory' },
+    };
+    expect(chrootDecision({ arch: 'x86_64', bootloader: 'grub-efi' }, rootOnly)).toEqual({
+      builder: 'vm',
+      reason:
+        "not root, and the user namespace can map only root (unshare: failed to execute newuidmap: No such file or directory): files owned by other users (e.g. /etc/shadow, group shadow) need subordinate ids (newuidmap from Debian's uidmap, and a range for the user in /etc/subuid and /etc/subgid)",
+    });
+  });
+
   it('falls back to vm with one line saying why: no root and no user namespaces', () => {
     const none = {
       ...root,

@@ -20,6 +20,10 @@ export interface HostFacts {
   hostArch: string;
   /** `unshare --user --map-root-user` works (checked only when not root) */
   userns: { ok: boolean; detail?: string };
+  /** `unshare --map-root-user --map-auto` works: the user's subordinate ids (newuidmap, /etc/subuid and
+   *  /etc/subgid) map uids and gids 1-65535 too, so files can belong to other users (checked only when not root
+   *  and userns works; undefined: not checked) */
+  subids?: { ok: boolean; detail?: string };
   binfmtMounted: boolean;
   /** per foreign arch (Alpine name) */
   binfmt: Record<string, BinfmtHandler>;
@@ -38,6 +42,13 @@ export interface BuilderDecision {
   /** set when the variant asked for chroot and the host cannot: the error */
   error?: string;
 }
+
+/**
+ * The user namespace of an unprivileged build: the user is root in it, and its subordinate ids (newuidmap with
+ * /etc/subuid and /etc/subgid) are uids and gids 1-65535, so packages can own files by other users (the
+ * minirootfs's /etc/shadow is group shadow, chrony's state directory user chrony, ...).
+ */
+export const USERNS_MAP = ['--user', '--map-root-user', '--map-auto'] as const;
 
 const ALPINE_ARCH: Record<string, string> = { x64: 'x86_64', arm64: 'aarch64' };
 /** qemu-user's name of each Alpine arch (the binfmt_misc handler is qemu-<name>) */
@@ -93,6 +104,25 @@ export async function probeHost(arches: readonly string[]): Promise<HostFacts> {
                 .pop() || 'unshare failed',
           };
   }
+  let subids: HostFacts['subids'];
+  if (uid !== 0 && userns.ok) {
+    const r = await execa('unshare', [...USERNS_MAP, '--mount', 'true'], {
+      reject: false,
+      all: true,
+      stdin: 'ignore',
+    });
+    subids =
+      r.exitCode === 0
+        ? { ok: true }
+        : {
+            ok: false,
+            detail:
+              String(r.all ?? r.message ?? '')
+                .trim()
+                .split('\n')
+                .pop() || 'unshare --map-auto failed',
+          };
+  }
   const binfmtMounted = (await readOpt('/proc/sys/fs/binfmt_misc/status')) !== undefined;
   const binfmt: Record<string, BinfmtHandler> = {};
   for (const a of arches) {
@@ -102,7 +132,7 @@ export async function probeHost(arches: readonly string[]): Promise<HostFacts> {
   const missing: string[] = [];
   const all = new Set<string>([...CHROOT_TOOLS.common, ...CHROOT_TOOLS.bios, ...CHROOT_TOOLS.uefi]);
   for (const t of all) if (!(await onPath(t))) missing.push(t);
-  return { uid, hostArch, userns, binfmtMounted, binfmt, missing };
+  return { uid, hostArch, userns, ...(subids ? { subids } : {}), binfmtMounted, binfmt, missing };
 }
 
 /**
@@ -134,6 +164,9 @@ export function chrootDecision(
 function cannotChroot(o: { arch: string; bootloader: string }, f: HostFacts): string | undefined {
   if (f.uid !== 0 && !f.userns.ok) {
     return `not root and unprivileged user namespaces are unavailable (${f.userns.detail ?? 'unshare --user failed'})`;
+  }
+  if (f.uid !== 0 && f.subids && !f.subids.ok) {
+    return `not root, and the user namespace can map only root (${f.subids.detail ?? 'unshare --map-auto failed'}): files owned by other users (e.g. /etc/shadow, group shadow) need subordinate ids (newuidmap from Debian's uidmap, and a range for the user in /etc/subuid and /etc/subgid)`;
   }
   if (f.uid !== 0 && o.bootloader === 'extlinux') {
     return 'extlinux (BIOS) installs into a loop-mounted file system, which needs root';

@@ -26,6 +26,9 @@ import { bootloaderOf, scriptEnvironment } from '../variant.js';
 import { buildRepos, diskEnv, diskMiB, diskPlan, envFile, substituteCdn } from './plan.js';
 
 export { type BuilderDecision, chrootDecision, type HostFacts, probeHost } from './host.js';
+
+import { USERNS_MAP } from './host.js';
+
 export { minirootfsUrl } from './plan.js';
 
 export interface NoteLog {
@@ -82,14 +85,14 @@ function realDir(dir: string): string | undefined {
 /** Run one command of libexec/chroot-build in its own namespaces, its output into the build log. */
 async function inNamespace(
   b: ChrootBuild,
-  command: 'extract' | 'provision' | 'disk',
+  command: 'extract' | 'provision' | 'disk' | 'clean',
   env: Record<string, string>,
 ): Promise<void> {
   const script = join(b.rootDir, 'libexec', 'chroot-build');
   const ns =
     b.mode === 'root'
       ? ['--mount', '--propagation', 'private']
-      : ['--user', '--map-root-user', '--mount', '--propagation', 'private', '--pid', '--fork'];
+      : [...USERNS_MAP, '--mount', '--propagation', 'private', '--pid', '--fork'];
   const args = [...ns, '--', 'sh', script, command];
   b.vlog.note(`$ unshare ${args.join(' ')}`);
   const child = execa('unshare', args, {
@@ -207,7 +210,7 @@ export async function buildChroot(b: ChrootBuild): Promise<ChrootResult> {
   for (const s of repos.skipped) b.vlog.note(`repository ${s} does not exist here: left out of the build`);
   const cache = join(b.workDir, 'apk-cache', c.arch);
   await mkdir(cache, { recursive: true });
-  const binds = [...repos.binds, { host: cache, inside: CACHE_INSIDE }];
+  const binds = [...repos.binds, { host: cache, inside: CACHE_INSIDE, rw: true }];
   b.vlog.note(`build repositories:\n${repos.lines}`);
 
   const env = [
@@ -225,7 +228,7 @@ export async function buildChroot(b: ChrootBuild): Promise<ChrootResult> {
     inNamespace(b, 'provision', {
       BUILDER_DIR: builder,
       SCRIPTS: scripts.join(' '),
-      BINDS: binds.map((x) => `${x.host} ${x.inside}`).join('\n'),
+      BINDS: binds.map((x) => `${x.host} ${x.inside}${'rw' in x && x.rw ? ' rw' : ''}`).join('\n'),
     }),
   );
 
@@ -257,7 +260,10 @@ export async function buildChroot(b: ChrootBuild): Promise<ChrootResult> {
     if (r.exitCode !== 0) throw new UserError(`qemu-img convert failed: ${String(r.all ?? '').trim()}`);
     await rename(tmp, b.image.localImage);
   });
-  if (!b.debug) await rm(dir, { recursive: true, force: true });
-  else b.vlog.note(`--debug: the builder and disk.raw stay in ${dir}`);
+  if (!b.debug) {
+    // unprivileged: files of other users (subordinate ids) can only be removed inside the namespace
+    if (b.mode === 'userns') await inNamespace(b, 'clean', { DIR: dir });
+    await rm(dir, { recursive: true, force: true });
+  } else b.vlog.note(`--debug: the builder and disk.raw stay in ${dir}`);
   return { sourceDateEpoch: sde, timings };
 }
