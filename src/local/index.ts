@@ -1,7 +1,7 @@
 // Public API of the local build module (Packer + QEMU, conversion, compression, checksums).
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { access, constants, mkdir, rename, rm } from 'node:fs/promises';
-import { delimiter, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
 import pLimit from 'p-limit';

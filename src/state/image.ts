@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { settingValue } from '../config/images-yaml.js';
 import type { ImageConfig } from '../config/types.js';
 import type { BootTestRecord } from './boot-test.js';
-import { emptyState, type ImageState, STATE_TAGS, type SupplyState, stateTags } from './image-state.js';
+import { emptyState, type ImageState, type SupplyState, stateTags } from './image-state.js';
 
 /**
  * Fill `{key}` placeholders from `values` (a record, or a lookup such as the configuration's `settingValue`);
@@ -18,9 +18,6 @@ export function fillPlaceholders(
     return v === undefined || v === null || typeof v === 'object' ? whole : String(v);
   });
 }
-
-/** Step timestamps and ids kept in metadata (and as cloud tags) when set. */
-export const OPTIONAL_TAGS = STATE_TAGS;
 
 export interface ImageTags {
   arch: string;

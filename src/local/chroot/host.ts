@@ -1,8 +1,7 @@
 // Can this host run the chroot builder for a variant? The facts are gathered once (probeHost) and the
 // decision is a pure function of them (chrootDecision), so every branch is unit-tested.
-import { access, constants, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { arch as nodeArch } from 'node:os';
-import { delimiter, join } from 'node:path';
 import { execa } from 'execa';
 import { onPath } from '../../util/on-path.js';
 
