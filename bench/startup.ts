@@ -56,7 +56,7 @@ function modulesLoaded(args: string[]): { dist: number; deps: number } | undefin
     }
     const list = [...files].filter((f) => !f.endsWith('package.json'));
     return {
-      dist: list.filter((f) => f.includes('/dist/')).length,
+      dist: list.filter((f) => f.includes('/dist/') && !f.includes('/node_modules/')).length,
       deps: list.filter((f) => f.includes('/node_modules/')).length,
     };
   } finally {
