@@ -145,6 +145,12 @@ export class SshConnections {
     return this.configText;
   }
 
+  /** The environment of `ssh -G` and ProxyCommand: ours without the key passphrase (they never need it). */
+  private childEnv(): NodeJS.ProcessEnv {
+    const { BUILD_SSH_KEY_PASSPHRASE: _secret, ...rest } = this.env;
+    return rest;
+  }
+
   /** OpenSSH's `ssh` (looked up once on PATH), or undefined: then the built-in parser reads the config. */
   private openSsh(): string | undefined {
     if (this.sshProgram === null) {
@@ -185,7 +191,7 @@ export class SshConnections {
       user,
       port,
       ...(configFile !== undefined ? { configFile } : {}),
-      env: this.env,
+      env: this.childEnv(),
     });
     // ssh expands ~ to the account's home; $HOME wins here, as with the built-in parser
     if (this.home !== this.accountHome && cfg.userKnownHostsFiles) {
@@ -525,7 +531,7 @@ export class SshConnections {
       let ended: string | undefined;
       // its last words on stderr explain a failed connection (ssh's own ProxyCommand errors go there too)
       const said: string[] = [];
-      const p = proxyCommandSocket(command, this.env, (line) => {
+      const p = proxyCommandSocket(command, this.childEnv(), (line) => {
         said.push(line);
         if (said.length > 3) said.shift();
         this.log.debug({ host: t.key, line }, 'ssh: ProxyCommand stderr');

@@ -111,7 +111,7 @@ describe.skipIf(skip)('ssh:// through a ProxyJump host, resolved by ssh -G', () 
         `  Port ${target.port}`,
         // OpenSSH itself carries the connection through the jump; the wrapper records each use
         // (ssh runs it as `exec <command>`, hence the inner shell)
-        `  ProxyCommand sh -c 'echo "%n %h:%p %r" >> ${join(dir, 'proxy.log')}; exec ssh -F ${join(dir, 'config')} -W %h:%p bastion'`,
+        `  ProxyCommand sh -c 'echo "%n %h:%p %r \${BUILD_SSH_KEY_PASSPHRASE:-no-passphrase}" >> ${join(dir, 'proxy.log')}; exec ssh -F ${join(dir, 'config')} -W %h:%p bastion'`,
         ...common,
         '',
         'Host *',
@@ -162,12 +162,17 @@ describe.skipIf(skip)('ssh:// through a ProxyJump host, resolved by ssh -G', () 
 
   it('ProxyCommand: its stdio is the connection (OpenSSH ssh -W through the jump)', async () => {
     const forwardsBefore = forwards(jump.log(), target.port);
-    await storeOne(env(join(dir, 'config')), 'ssh://storage-pc/proxied', 'b.txt');
+    // the key passphrase (a secret of ours) is not handed to the ProxyCommand
+    await storeOne(
+      env(join(dir, 'config'), { BUILD_SSH_KEY_PASSPHRASE: 'not-for-children' }),
+      'ssh://storage-pc/proxied',
+      'b.txt',
+    );
     expect(await readFile(join(target.home, 'proxied', 'b.txt'), 'utf8')).toBe(
       'via ssh://storage-pc/proxied',
     );
     expect(await readFile(join(dir, 'proxy.log'), 'utf8')).toBe(
-      `storage-pc 127.0.0.1:${target.port} ${target.user}\n`,
+      `storage-pc 127.0.0.1:${target.port} ${target.user} no-passphrase\n`,
     );
     expect(forwards(jump.log(), target.port)).toBe(forwardsBefore + 1);
   });
