@@ -60,10 +60,10 @@ const isDiskSize: Check = (v) =>
 const isLines = listOf(isString);
 const isMotd: Check = (v) => v === null || mapOf((x) => x === null || isString(x) || isLines(x))(v);
 /** a name that stays one word in the original's joined strings (no whitespace, none of `extra`) */
-const isWord =
-  (extra = ''): Check =>
-  (v) =>
-    typeof v === 'string' && v !== '' && !/\s/.test(v) && ![...extra].some((c) => v.includes(c));
+const isWord = (extra = ''): Check => {
+  const bad = new RegExp(`[\\s${extra}]`);
+  return (v) => typeof v === 'string' && v !== '' && !bad.test(v);
+};
 const isPlainWord = isWord();
 const keysAre =
   (ok: Check, values: Check): Check =>
@@ -73,16 +73,21 @@ const keysAre =
     return true;
   };
 const isRepoUrl: Check = (v) => isPlainWord(v) && !/^[#@]/.test(v as string);
-const isRepos: Check = (v) => v === null || keysAre(isRepoUrl, (x) => isBoolOrNull(x) || isPlainWord(x))(v);
-const isPackageValue: Check = (v) =>
-  isBoolOrNull(v) ||
-  (typeof v === 'string' &&
-    (v.replace('--no-scripts', '').trim() === '' || isPlainWord(v.replace('--no-scripts', '').trim())));
-const isPackages: Check = (v) => v === null || keysAre(isWord('@'), isPackageValue)(v);
+const isRepoMap = keysAre(isRepoUrl, (x) => isBoolOrNull(x) || isPlainWord(x));
+const isRepos: Check = (v) => v === null || isRepoMap(v);
+const isPackageValue: Check = (v) => {
+  if (typeof v !== 'string') return isBoolOrNull(v);
+  const tag = v.replace('--no-scripts', '').trim();
+  return tag === '' || isPlainWord(tag);
+};
+const isPackageMap = keysAre(isWord('@'), isPackageValue);
+const isPackages: Check = (v) => v === null || isPackageMap(v);
 const isServiceName = isWord(',=');
-const isServices: Check = (v) =>
-  v === null || keysAre(isServiceName, (lvl) => lvl === null || keysAre(isServiceName, isBoolOrNull)(lvl))(v);
-const isModules: Check = (v) => v === null || keysAre(isWord(','), isBoolOrNull)(v);
+const isRunlevel = keysAre(isServiceName, isBoolOrNull);
+const isServiceMap = keysAre(isServiceName, (lvl) => lvl === null || isRunlevel(lvl));
+const isServices: Check = (v) => v === null || isServiceMap(v);
+const isModuleMap = keysAre(isWord(','), isBoolOrNull);
+const isModules: Check = (v) => v === null || isModuleMap(v);
 const isTimeout: Check = (v) => v === null || (Number.isInteger(v) && (v as number) >= 0);
 
 /** [key, check, what is expected, required] for the settings later steps read as they are */
