@@ -66,50 +66,66 @@ export const flat = {
   diskSize: (mib: number): string => `${mib}M`,
 } as const;
 
-const words = (s: string): string[] => s.split(/\s+/).filter(Boolean);
+const WHITESPACE = /\s+/;
+const TAGGED = /^@(\S+)\s+(\S+)$/;
+/** whitespace other than single spaces between words */
+const ODD_SPACE = /\s\s|[^\S ]|^\s|\s$/;
+const words = (s: string): string[] => {
+  if (s === '') return [];
+  return ODD_SPACE.test(s) ? s.split(WHITESPACE).filter(Boolean) : s.split(' ');
+};
+
+/** /etc/apk/repositories text (flat.repos) back into its entries. */
+export function parseRepos(text: string): Repository[] {
+  const out: Repository[] = [];
+  for (const raw of text.split('\n')) {
+    const l = raw.trim();
+    if (!l) continue;
+    if (l.charCodeAt(0) === 35 /* # */) {
+      out.push({ url: l.slice(1), enabled: false, tag: null });
+      continue;
+    }
+    const m = l.charCodeAt(0) === 64 /* @ */ ? TAGGED.exec(l) : null;
+    out.push(m ? { url: m[2]!, enabled: true, tag: m[1]! } : { url: l, enabled: true, tag: null });
+  }
+  return out;
+}
 
 /** The typed value of a flat field read from images.yaml (throws a message when the flat form is not text). */
-const unflat: Readonly<Record<string, (v: unknown) => unknown>> = {
-  repos: (v) =>
-    text(v)
-      .split('\n')
-      .map((l) => l.trim())
-      .filter(Boolean)
-      .map((l): Repository => {
-        if (l.startsWith('#')) return { url: l.slice(1), enabled: false, tag: null };
-        const m = /^@(\S+)\s+(\S+)$/.exec(l);
-        return m ? { url: m[2]!, enabled: true, tag: m[1]! } : { url: l, enabled: true, tag: null };
-      }),
-  repo_keys: (v) => words(text(v)),
-  packages: (v) => {
-    const p = map(v);
-    return { add: words(text(p.add)), del: words(text(p.del)), noscripts: words(text(p.noscripts)) };
-  },
-  services: (v) => {
-    const s = map(v);
-    const levels = (t: unknown) => {
-      const out: Record<string, string[]> = {};
-      for (const part of words(text(t))) {
-        const eq = part.indexOf('=');
-        if (eq <= 0) throw new Error(`"${part}" is not runlevel=service,...`);
-        out[part.slice(0, eq)] = part
-          .slice(eq + 1)
-          .split(',')
-          .filter(Boolean);
-      }
-      return out;
-    };
-    return { enable: levels(s.enable), disable: levels(s.disable) };
-  },
-  kernel_modules: (v) => text(v).split(',').filter(Boolean),
-  kernel_options: (v) => words(text(v)),
-  initfs_features: (v) => words(text(v)),
-  disk_size: (v) => {
-    const m = /^(\d+)([MG])$/.exec(text(v).trim());
-    if (!m) throw new Error(`${JSON.stringify(v)} is not a size such as "416M"`);
-    return Number(m[1]) * (m[2] === 'G' ? 1024 : 1);
-  },
-};
+const unflat: ReadonlyMap<string, (v: unknown) => unknown> = new Map(
+  Object.entries({
+    repos: (v) => parseRepos(text(v)),
+    repo_keys: (v) => words(text(v)),
+    packages: (v) => {
+      const p = map(v);
+      return { add: words(text(p.add)), del: words(text(p.del)), noscripts: words(text(p.noscripts)) };
+    },
+    services: (v) => {
+      const s = map(v);
+      const levels = (t: unknown) => {
+        const out: Record<string, string[]> = {};
+        for (const part of words(text(t))) {
+          const eq = part.indexOf('=');
+          if (eq <= 0) throw new Error(`"${part}" is not runlevel=service,...`);
+          out[part.slice(0, eq)] = part
+            .slice(eq + 1)
+            .split(',')
+            .filter(Boolean);
+        }
+        return out;
+      };
+      return { enable: levels(s.enable), disable: levels(s.disable) };
+    },
+    kernel_modules: (v) => text(v).split(',').filter(Boolean),
+    kernel_options: (v) => words(text(v)),
+    initfs_features: (v) => words(text(v)),
+    disk_size: (v) => {
+      const m = /^(\d+)([MG])$/.exec(text(v).trim());
+      if (!m) throw new Error(`${JSON.stringify(v)} is not a size such as "416M"`);
+      return Number(m[1]) * (m[2] === 'G' ? 1024 : 1);
+    },
+  } satisfies Record<string, (v: unknown) => unknown>),
+);
 
 function text(v: unknown): string {
   if (v === undefined || v === null) return '';
@@ -220,9 +236,10 @@ export function parseImagesYaml(text: string, path: string): ImagesFile {
     }
     // an explicit !!timestamp tag gives a Date; keep the text form
     const fields: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) {
+    for (const k in value) {
       if (RUN_FIELDS.has(k)) continue;
-      const typed = unflat[k];
+      const v = value[k];
+      const typed = unflat.get(k);
       if (typed && v !== undefined) {
         try {
           fields[k] = typed(v);

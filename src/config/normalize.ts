@@ -4,7 +4,7 @@
 import { isSafeNameTemplate, SAFE_NAME_RULE } from '../util/safe-name.js';
 import { ConfigError, throwErrors } from './errors.js';
 import { formatTemplate, type Lookup, MISSING, PlaceholderError } from './format.js';
-import { flat } from './images-yaml.js';
+import { flat, parseRepos } from './images-yaml.js';
 import { deepClone, isPlainObject, type PlainObject } from './merge.js';
 import type { Location } from './source.js';
 import {
@@ -12,7 +12,6 @@ import {
   IMAGE_FORMATS,
   type ImageConfig,
   type PackageLists,
-  type Repository,
   type ServiceLists,
 } from './types.js';
 
@@ -59,6 +58,7 @@ const isDiskSize: Check = (v) =>
   Array.isArray(v) && v.length > 0 && v.every((x) => Number.isInteger(x) && (x as number) >= 0);
 const isLines = listOf(isString);
 const isMotd: Check = (v) => v === null || mapOf((x) => x === null || isString(x) || isLines(x))(v);
+const REPO_MARK = /^[#@]/;
 /** a name that stays one word in the original's joined strings (no whitespace, none of `extra`) */
 const isWord = (extra = ''): Check => {
   const bad = new RegExp(`[\\s${extra}]`);
@@ -72,7 +72,7 @@ const keysAre =
     for (const k in v) if (!ok(k) || !values(v[k])) return false;
     return true;
   };
-const isRepoUrl: Check = (v) => isPlainWord(v) && !/^[#@]/.test(v as string);
+const isRepoUrl: Check = (v) => isPlainWord(v) && !REPO_MARK.test(v as string);
 const isRepoMap = keysAre(isRepoUrl, (x) => isBoolOrNull(x) || isPlainWord(x));
 const isRepos: Check = (v) => v === null || isRepoMap(v);
 const isPackageValue: Check = (v) => {
@@ -178,11 +178,16 @@ const FRESH = new Set([
   'initfs_features',
 ]);
 
-function splitWords(list: readonly string[]): string[] {
+const SPACE = /\s/;
+const SPACES = /\s+/;
+
+/** The keys set to true, each split into its space-separated words. */
+function wordsWhereTrue(m: PlainObject): string[] {
   const out: string[] = [];
-  for (const s of list) {
-    if (!/\s/.test(s)) out.push(s);
-    else for (const w of s.split(/\s+/)) if (w) out.push(w);
+  for (const k in m) {
+    if (m[k] !== true) continue;
+    if (!SPACE.test(k)) out.push(k);
+    else for (const w of k.split(SPACES)) if (w) out.push(w);
   }
   return out;
 }
@@ -225,8 +230,15 @@ export function normaliseVariant(cfg: PlainObject, ctx: NormaliseContext): Image
   throwErrors(errors);
 
   // placeholders are filled from every setting as it is at that moment (as Python's self.__dict__ is), plus
-  // v_version and work_dir
-  const extra: Record<string, string> = { v_version: vVersion(cfg.version), work_dir: ctx.workDir };
+  // v_version and work_dir; repo_keys and disk_size (made typed first) as the original's images.yaml shows them
+  const repoKeys = ((cfg.repo_keys as string[] | null | undefined) ?? []).slice();
+  const diskMiB = (cfg.disk_size as number[]).reduce((a, b) => a + b, 0);
+  const extra: Record<string, string> = {
+    v_version: vVersion(cfg.version),
+    work_dir: ctx.workDir,
+    repo_keys: flat.words(repoKeys),
+    disk_size: flat.diskSize(diskMiB),
+  };
   const lookup: Lookup = (name) =>
     Object.hasOwn(extra, name) ? extra[name] : Object.hasOwn(cfg, name) ? cfg[name] : MISSING;
   const fill = (key: string, template: string, using: Lookup = lookup): string => {
@@ -251,13 +263,8 @@ export function normaliseVariant(cfg: PlainObject, ctx: NormaliseContext): Image
   // ---- the normalisation alpine-cloud-images does, in its order (into typed lists and maps) ----
   cfg.name = (cfg.name as unknown[]).map(String).join('-');
   cfg.description = ((cfg.description as unknown[] | undefined) ?? []).map(String).join(' ');
-  const repoKeys = ((cfg.repo_keys as string[] | null | undefined) ?? []).slice();
   cfg.repo_keys = repoKeys;
-  const diskMiB = (cfg.disk_size as number[]).reduce((a, b) => a + b, 0);
   cfg.disk_size = diskMiB;
-  // placeholders see these two as the original's images.yaml shows them
-  extra.repo_keys = flat.words(repoKeys);
-  extra.disk_size = flat.diskSize(diskMiB);
 
   // motd: message name -> text or list of lines (null drops it); release notes only when there are some
   const motd = isPlainObject(cfg.motd) ? cfg.motd : {};
@@ -277,16 +284,18 @@ export function normaliseVariant(cfg: PlainObject, ctx: NormaliseContext): Image
     qemu.firmware = fill('qemu.firmware', qemu.firmware, (n) => (n === 'work_dir' ? ctx.workDir : MISSING));
   }
 
-  // repos: URL -> true (enabled), false (commented out), null (left out), "tag" (enabled as @tag)
-  const repos: Repository[] = [];
+  // repos: URL -> true (enabled), false (commented out), null (left out), "tag" (enabled as @tag); the
+  // placeholders are filled in the /etc/apk/repositories text, as the original does, which is then read back
+  // into its entries (the names are one word, so it reads back exactly)
+  const repos: string[] = [];
   const repoMap = isPlainObject(cfg.repos) ? cfg.repos : {};
   for (const url in repoMap) {
     const v = repoMap[url];
-    if (v === null || v === undefined) continue;
-    const tag = typeof v === 'string' ? fill('repos', v) : null;
-    repos.push({ url: fill('repos', url), enabled: v !== false, tag });
+    if (typeof v === 'string') repos.push(`@${v} ${url}`);
+    else if (v === false) repos.push(`#${url}`);
+    else if (v === true) repos.push(url);
   }
-  cfg.repos = repos;
+  cfg.repos = parseRepos(fill('repos', repos.join('\n')));
 
   // packages: name -> true (add), false (delete), null (neither), "tag", "--no-scripts", "--no-scripts tag"
   const add: string[] = [];
@@ -326,12 +335,8 @@ export function normaliseVariant(cfg: PlainObject, ctx: NormaliseContext): Image
 
   cfg.kernel_modules = keysWhere(isPlainObject(cfg.kernel_modules) ? cfg.kernel_modules : {}, true);
   // (a kernel option or initfs feature key may hold several, space-separated)
-  cfg.kernel_options = splitWords(
-    keysWhere(isPlainObject(cfg.kernel_options) ? cfg.kernel_options : {}, true),
-  );
-  cfg.initfs_features = splitWords(
-    keysWhere(isPlainObject(cfg.initfs_features) ? cfg.initfs_features : {}, true),
-  );
+  cfg.kernel_options = wordsWhereTrue(isPlainObject(cfg.kernel_options) ? cfg.kernel_options : {});
+  cfg.initfs_features = wordsWhereTrue(isPlainObject(cfg.initfs_features) ? cfg.initfs_features : {});
 
   qemu.iso_url = ctx.isoUrl(cfg.arch as string);
   // nothing in the result is shared with the config tree or other variants (the typed lists are new)
