@@ -405,7 +405,16 @@ export async function testImage(image: Image, ctx: BootTestContext): Promise<Boo
     guest = undefined;
     // a busy TCG host stretches the shutdown of a full service set to minutes (23 s idle, >90 s at load 15)
     const poweroffTimeoutMs = t.poweroffTimeoutMs ?? (tcg ? 180_000 : 60_000);
-    const done = await Promise.race([vm.exited.then(() => true), sleep(poweroffTimeoutMs).then(() => false)]);
+    // the limit's timer is cleared once QEMU has exited: it must not keep the process alive for minutes after
+    // the last test (./build test and the bench lingered up to 180 s after printing their results)
+    let offTimer: NodeJS.Timeout | undefined;
+    const done = await Promise.race([
+      vm.exited.then(() => true),
+      new Promise<boolean>((r) => {
+        offTimer = setTimeout(() => r(false), poweroffTimeoutMs);
+      }),
+    ]);
+    clearTimeout(offTimer);
     await serial.poll();
     if (done) {
       times.poweroff = sec(Date.now() - offAt);
