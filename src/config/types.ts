@@ -125,7 +125,8 @@ export interface ServiceLists {
 /** How the VM builder and the boot test run QEMU (src/local, src/boottest). */
 export interface QemuSettings {
   readonly machine_type?: string | null;
-  readonly args?: readonly (readonly string[])[] | null;
+  /** extra QEMU arguments, one list per option (numbers allowed: `[-m, 1024]`) */
+  readonly args?: readonly (readonly (string | number)[])[] | null;
   /** UEFI firmware for -bios ({work_dir} filled) */
   readonly firmware?: string | null;
   /** the virt ISO the VM builder boots (set at `configs` from releases.json) */

@@ -249,9 +249,9 @@ async function minirootfsUrlOf(image: Image, cdnUrl: string): Promise<string> {
 }
 
 function isoUrlOf(image: Image, cdnUrl: string): string {
-  const q = image.config.qemu ?? {};
+  const q = image.config.qemu;
   // work/images.yaml holds URLs with their credentials redacted: the CDN URL's come back here
-  if (typeof q.iso_url === 'string' && q.iso_url) return restoreCredentials(q.iso_url, [cdnUrl]);
+  if (q.iso_url) return restoreCredentials(q.iso_url, [cdnUrl]);
   const c = image.config;
   return `${cdnUrl}/${image.vVersion}/releases/${c.arch}/alpine-virt-${c.release}-${c.arch}.iso`;
 }
@@ -484,17 +484,16 @@ async function buildOne(image: Image, ctx: LocalBuildContext, sh: Shared): Promi
           },
         },
       ];
-      const q = c.qemu ?? {};
-      const inIso = (v: unknown, d: string) => (typeof v === 'string' && v ? v : d);
+      const q = c.qemu;
       const bootFiles = await sh.bootFiles(
         iso,
-        inIso(q.boot_kernel, DEFAULT_BOOT_KERNEL),
-        inIso(q.boot_initrd, DEFAULT_BOOT_INITRD),
+        q.boot_kernel || DEFAULT_BOOT_KERNEL,
+        q.boot_initrd || DEFAULT_BOOT_INITRD,
       );
       vlog.note(`builder kernel ${bootFiles.kernel}, initramfs ${bootFiles.initrd} (from the verified ISO)`);
 
       let firmware: string | undefined;
-      const fwSetting = typeof c.qemu?.firmware === 'string' ? c.qemu.firmware : '';
+      const fwSetting = q.firmware ?? '';
       if (c.firmware === 'uefi' || c.arch === 'aarch64' || fwSetting) {
         set('firmware');
         firmware = await firmwareFor(image, fwSetting, options.workDir, sh);
@@ -509,12 +508,7 @@ async function buildOne(image: Image, ctx: LocalBuildContext, sh: Shared): Promi
       const buildDir = join(options.workDir, 'packer', key);
       if (!sh.packer) throw new UserError('Packer was not set up for this run');
       await assembleTemplateDir(sh.templateDir, buildDir, sh.packer);
-      const boot = await prepareBuilderBoot(
-        buildDir,
-        bootFiles,
-        c.arch,
-        typeof q.boot_cmdline === 'string' ? q.boot_cmdline : '',
-      );
+      const boot = await prepareBuilderBoot(buildDir, bootFiles, c.arch, q.boot_cmdline ?? '');
       const variant = packerVariant({
         image,
         scriptsDir: join(options.workDir, 'scripts'),

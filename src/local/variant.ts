@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { flat } from '../config/images-yaml.js';
+import type { QemuSettings } from '../config/types.js';
 import type { Image } from '../state/image.js';
 import { UserError } from '../util/errors.js';
 import { restoreCredentials } from '../util/redact.js';
@@ -86,15 +87,12 @@ export function diskSize(mib: number, configKey: string): string {
   throw new UserError(`${configKey}: disk_size ${JSON.stringify(mib)} should be a positive number of MiB`);
 }
 
-/** qemu.args from the config: a list of argument lists, e.g. [["-cpu", "cortex-a57"], ["-boot", "d"]]. */
-export function qemuArgs(v: unknown, configKey: string): string[][] {
-  if (v === undefined || v === null) return [];
-  if (!Array.isArray(v) || !v.every((a) => Array.isArray(a) && a.every((x) => typeof x === 'string'))) {
-    throw new UserError(
-      `${configKey}: qemu.args should be a list of lists of strings, got ${JSON.stringify(v)}`,
-    );
-  }
-  return v.map((a) => [...(a as string[])]);
+/**
+ * qemu.args from the config (checked at `configs`): a list of argument lists, e.g. [["-cpu", "cortex-a57"],
+ * ["-m", 1024]], as QEMU's argv (numbers as text).
+ */
+export function qemuArgs(args: QemuSettings['args']): string[][] {
+  return (args ?? []).map((a) => a.map(String));
 }
 
 function hasFlag(args: string[][], ...flags: string[]): boolean {
@@ -130,8 +128,8 @@ export interface VariantInputs {
 export function packerVariant(inp: VariantInputs): PackerVariant {
   const c = inp.image.config;
   const k = c.config_key;
-  const args = qemuArgs(c.qemu?.args, k);
-  const machine = c.qemu?.machine_type || (c.arch === 'aarch64' ? 'virt' : null);
+  const args = qemuArgs(c.qemu.args);
+  const machine = c.qemu.machine_type || (c.arch === 'aarch64' ? 'virt' : null);
   if (
     inp.firmware &&
     !hasFlag(args, '-bios', '-pflash') &&
@@ -149,8 +147,7 @@ export function packerVariant(inp: VariantInputs): PackerVariant {
   // Packer drops its own -device arguments (except the NIC) once qemuargs has any, so a virtio-scsi CD-ROM
   // needs its controller and device here; otherwise the CD-ROM stays on the machine's default interface
   // (IDE on pc/q35, a read-only virtio disk on virt, which UEFI boots as well)
-  const cdrom =
-    typeof c.qemu?.cdrom_interface === 'string' && c.qemu.cdrom_interface ? c.qemu.cdrom_interface : null;
+  const cdrom = c.qemu.cdrom_interface || null;
   if (cdrom === 'virtio-scsi') {
     args.push(['-device', 'virtio-scsi-pci,id=scsi0'], ['-device', 'scsi-cd,bus=scsi0.0,drive=cdrom0']);
   }

@@ -215,13 +215,21 @@ describe('packerVariant', () => {
     expect(mk({ disk_size: 0 })).toThrow(`${k}: disk_size 0`);
     expect(mk({ scripts: [] })).toThrow(`${k}: no setup scripts`);
     expect(mk({ scripts: ['../../etc/passwd'] })).toThrow(`${k}: scripts should be a list`);
-    expect(mk({ qemu: { args: ['-cpu', 'max'] as unknown as string[][] } })).toThrow(`${k}: qemu.args`);
   });
 
   it('helpers: disk sizes, qemu args, default vCPUs', () => {
     expect(diskSize(1024, 'k')).toBe('1024M');
     expect(diskSize(512, 'k')).toBe('512M');
-    expect(qemuArgs(null, 'k')).toEqual([]);
+    expect(qemuArgs(null)).toEqual([]);
+    expect(
+      qemuArgs([
+        ['-m', 1024],
+        ['-cpu', 'max'],
+      ]),
+    ).toEqual([
+      ['-m', '1024'],
+      ['-cpu', 'max'],
+    ]);
     expect(defaultCpus(1, 2)).toBe(2);
     expect(defaultCpus(2, 2)).toBe(1);
     expect(defaultCpus(4, 2)).toBe(1);
