@@ -154,6 +154,7 @@ describe.skipIf(reason)(
       for (const c of checks) expect(c.ok, `${c.name}: ${c.detail}`).toBe(true);
       expect(rec.status).toBe('passed');
       expect(r.code).toBe(0);
+      console.log(`boot test of the VM builder's image: ${JSON.stringify(rec.times)}`);
     });
   },
 );
