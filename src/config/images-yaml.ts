@@ -6,8 +6,10 @@ import { LineCounter, parseDocument } from 'yaml';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { redactText } from '../util/redact.js';
+import { flat, parseRepos, words } from './flat.js';
 import { isPlainObject } from './merge.js';
-import type { ImageConfig, ImagesFile, Repository, RunlevelServices } from './types.js';
+import { checkReadBack } from './normalize.js';
+import type { ImageConfig, ImagesFile } from './types.js';
 import { emitYaml, readYamlFast, Unsupported } from './yaml-fast.js';
 
 /**
@@ -46,50 +48,6 @@ export const RUN_FIELDS: ReadonlySet<string> = new Set([
   'undo',
   'state_updated',
 ]);
-
-// ---- the flat forms of the original's images.yaml (the one place that knows them, both ways) ----
-
-/** The original's flat (joined string) forms of the typed lists and maps: images.yaml and the setup scripts. */
-export const flat = {
-  /** /etc/apk/repositories lines: "url", "#url" (disabled), "@tag url" (tagged) */
-  repos: (repos: readonly Repository[]): string =>
-    repos.map((r) => (!r.enabled ? `#${r.url}` : r.tag !== null ? `@${r.tag} ${r.url}` : r.url)).join('\n'),
-  /** runlevel=service,service ... */
-  services: (levels: RunlevelServices): string => {
-    let out = '';
-    for (const lvl in levels) out += `${out ? ' ' : ''}${lvl}=${levels[lvl]!.join(',')}`;
-    return out;
-  },
-  words: (list: readonly string[]): string => list.join(' '),
-  /** kernel_modules (comma-separated, as mkinitfs.conf wants them) */
-  commas: (list: readonly string[]): string => list.join(','),
-  diskSize: (mib: number): string => `${mib}M`,
-} as const;
-
-const WHITESPACE = /\s+/;
-const TAGGED = /^@(\S+)\s+(\S+)$/;
-/** whitespace other than single spaces between words */
-const ODD_SPACE = /\s\s|[^\S ]|^\s|\s$/;
-const words = (s: string): string[] => {
-  if (s === '') return [];
-  return ODD_SPACE.test(s) ? s.split(WHITESPACE).filter(Boolean) : s.split(' ');
-};
-
-/** /etc/apk/repositories text (flat.repos) back into its entries. */
-export function parseRepos(text: string): Repository[] {
-  const out: Repository[] = [];
-  for (const raw of text.split('\n')) {
-    const l = raw.trim();
-    if (!l) continue;
-    if (l.charCodeAt(0) === 35 /* # */) {
-      out.push({ url: l.slice(1), enabled: false, tag: null });
-      continue;
-    }
-    const m = l.charCodeAt(0) === 64 /* @ */ ? TAGGED.exec(l) : null;
-    out.push(m ? { url: m[2]!, enabled: true, tag: m[1]! } : { url: l, enabled: true, tag: null });
-  }
-  return out;
-}
 
 /** The typed value of a flat field read from images.yaml (throws a message when the flat form is not text). */
 const unflat: ReadonlyMap<string, (v: unknown) => unknown> = new Map(
@@ -251,7 +209,9 @@ export function parseImagesYaml(text: string, path: string): ImagesFile {
       }
     }
     if (typeof fields.config_key !== 'string') fields.config_key = key;
-    // (a partial record read from a hand-made file is taken as it is: the checks at `configs` see it)
+    // every setting it holds has the type `configs` gives it (a partial record of a hand-made file is taken as it is)
+    const problems = checkReadBack(fields);
+    if (problems.length > 0) throw new UserError(`${path}: ${key}: ${problems.join('; ')}`);
     const config = fields as unknown as ImageConfig;
     out[key] = config;
   }

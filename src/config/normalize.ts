@@ -3,8 +3,8 @@
 
 import { isSafeNameTemplate, SAFE_NAME_RULE } from '../util/safe-name.js';
 import { ConfigError, throwErrors } from './errors.js';
+import { flat, parseRepos } from './flat.js';
 import { formatTemplate, type Lookup, MISSING, PlaceholderError } from './format.js';
-import { flat, parseRepos } from './images-yaml.js';
 import { deepClone, isPlainObject, type PlainObject } from './merge.js';
 import type { Location } from './source.js';
 import {
@@ -195,6 +195,47 @@ function wordsWhereTrue(m: PlainObject): string[] {
 function keysWhere(m: PlainObject, want: unknown): string[] {
   const out: string[] = [];
   for (const k in m) if (m[k] === want) out.push(k);
+  return out;
+}
+
+/** settings whose typed value is not their merged form (their read-back is checked by the images.yaml reader) */
+const CONVERTED = new Set([
+  'name',
+  'description',
+  'disk_size',
+  'motd',
+  'repo_keys',
+  'repos',
+  'packages',
+  'services',
+  'kernel_modules',
+  'kernel_options',
+  'initfs_features',
+]);
+const READ_BACK: readonly (readonly [string, Check, string])[] = [
+  ...SETTINGS.filter(([k]) => !CONVERTED.has(k)).map(([k, ok, expected]) => [k, ok, expected] as const),
+  ['name', isString, 'the image name (text)'],
+  ['description', isString, 'text'],
+  ['motd', isString, 'text'],
+];
+
+/**
+ * The problems of one variant read back from an images.yaml (that may have been edited by hand): the type of every
+ * setting it holds, as `configs` checks them (a missing one is left to the step that needs it).
+ */
+export function checkReadBack(fields: Readonly<Record<string, unknown>>): string[] {
+  const out: string[] = [];
+  const bad = (key: string, expected: string, v: unknown) =>
+    out.push(`${key}: expected ${expected}, got ${JSON.stringify(v)}`);
+  for (const [key, ok, expected] of READ_BACK) {
+    if (Object.hasOwn(fields, key) && !ok(fields[key])) bad(key, expected, fields[key]);
+  }
+  const qemu = fields.qemu;
+  if (isPlainObject(qemu)) {
+    for (const [key, ok, expected] of QEMU_SETTINGS) {
+      if (Object.hasOwn(qemu, key) && !ok(qemu[key])) bad(`qemu.${key}`, expected, qemu[key]);
+    }
+  }
   return out;
 }
 

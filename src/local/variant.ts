@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { flat } from '../config/images-yaml.js';
+import { flat } from '../config/flat.js';
 import type { QemuSettings } from '../config/types.js';
 import type { Image } from '../state/image.js';
 import { UserError } from '../util/errors.js';

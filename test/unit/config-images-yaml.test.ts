@@ -310,6 +310,12 @@ describe('the typed configuration and its images.yaml form', () => {
     expect(() => parseImagesYaml('v:\n  repos: [a]\n', 'w/images.yaml')).toThrow(
       'w/images.yaml: v: repos: expected text, got ["a"]',
     );
+    // the other settings have the types configs gives them
+    expect(() =>
+      parseImagesYaml('v:\n  image_format: iso\n  qemu: {args: -m}\n  builder: docker\n', 'w/images.yaml'),
+    ).toThrow(
+      'w/images.yaml: v: image_format: expected one of qcow2, vhd, raw, raw.tar.gz, got "iso"; builder: expected chroot, vm, or null (chroot where the host can), got "docker"; qemu.args: expected a list of lists of arguments, or null, got "-m"',
+    );
   });
 });
 

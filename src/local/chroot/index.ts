@@ -18,7 +18,7 @@ import { chmod, copyFile, cp, mkdir, readFile, rename, rm, writeFile } from 'nod
 import { basename, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
-import { flat } from '../../config/images-yaml.js';
+import { flat } from '../../config/flat.js';
 import type { Image } from '../../state/image.js';
 import { UserError } from '../../util/errors.js';
 import { fetchBytes } from '../download.js';
