@@ -104,7 +104,8 @@ function map(v: unknown): Record<string, unknown> {
 export function settingValue(config: ImageConfig, key: string): unknown {
   // the one view of the configuration as a record (see ImageConfig: undeclared settings live on the object)
   const v = (config as unknown as Readonly<Record<string, unknown>>)[key];
-  if (v === undefined || v === null) return v;
+  // (text, flags and null are shown as they are: only the typed lists and maps and disk_size have a flat form)
+  if (v === undefined || v === null || typeof v === 'string' || typeof v === 'boolean') return v;
   switch (key) {
     case 'repos':
       return flat.repos(config.repos);
