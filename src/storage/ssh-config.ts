@@ -92,46 +92,55 @@ export function resolveSshConfig(blocks: readonly Block[], host: string): SshHos
     )
       continue;
     for (const [key, args] of b.options) {
-      const v = args[0];
-      if (v === undefined) continue;
-      if (key === 'identityfile') {
-        cfg.identityFiles.push(v);
-        continue;
+      if (args[0] === undefined) continue;
+      // the first value obtained wins, as in ssh; IdentityFile accumulates
+      if (key !== 'identityfile') {
+        if (seen.has(key)) continue;
+        seen.add(key);
       }
-      if (seen.has(key)) continue;
-      seen.add(key);
-      switch (key) {
-        case 'hostname':
-          cfg.hostName = v;
-          break;
-        case 'user':
-          cfg.user = v;
-          break;
-        case 'port':
-          if (/^\d+$/.test(v)) cfg.port = Number(v);
-          break;
-        case 'identitiesonly':
-          cfg.identitiesOnly = yesNo(v);
-          break;
-        case 'userknownhostsfile':
-          cfg.userKnownHostsFiles = args;
-          break;
-        case 'stricthostkeychecking':
-          cfg.strictHostKeyChecking = v.toLowerCase();
-          break;
-        case 'connecttimeout':
-          if (/^\d+$/.test(v)) cfg.connectTimeoutSec = Number(v);
-          break;
-        case 'proxyjump':
-          if (v.toLowerCase() !== 'none') cfg.proxyJump = args.join(' ');
-          break;
-        case 'proxycommand':
-          if (v.toLowerCase() !== 'none') cfg.proxyCommand = v;
-          break;
-      }
+      applySshOption(cfg, key, args);
     }
   }
   return cfg;
+}
+
+/** One option's value into the host settings: the built-in parser and `ssh -G`'s output (ssh-route.ts) share it. */
+export function applySshOption(cfg: SshHostConfig, key: string, args: readonly string[]): void {
+  const v = args[0];
+  if (v === undefined) return;
+  switch (key) {
+    case 'hostname':
+      cfg.hostName = v;
+      break;
+    case 'user':
+      cfg.user = v;
+      break;
+    case 'port':
+      if (/^\d+$/.test(v)) cfg.port = Number(v);
+      break;
+    case 'identityfile':
+      cfg.identityFiles.push(v);
+      break;
+    case 'identitiesonly':
+      cfg.identitiesOnly = yesNo(v);
+      break;
+    case 'userknownhostsfile':
+      cfg.userKnownHostsFiles = [...args];
+      break;
+    case 'stricthostkeychecking':
+      // ssh -G prints yes/no as true/false
+      cfg.strictHostKeyChecking = v === 'true' ? 'yes' : v === 'false' ? 'no' : v.toLowerCase();
+      break;
+    case 'connecttimeout':
+      if (/^\d+$/.test(v)) cfg.connectTimeoutSec = Number(v);
+      break;
+    case 'proxyjump':
+      if (v.toLowerCase() !== 'none') cfg.proxyJump = args.join(' ');
+      break;
+    case 'proxycommand':
+      if (v.toLowerCase() !== 'none') cfg.proxyCommand = v;
+      break;
+  }
 }
 
 /** Expand `~` and the %-tokens ssh allows in IdentityFile / UserKnownHostsFile. */

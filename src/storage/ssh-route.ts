@@ -15,7 +15,7 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { Duplex, type Readable, type Writable } from 'node:stream';
 import { UserError } from '../util/errors.js';
-import type { SshHostConfig } from './ssh-config.js';
+import { applySshOption, type SshHostConfig } from './ssh-config.js';
 
 /** The full path of `name` on PATH (executable), or undefined. */
 export function findProgram(name: string, pathEnv: string | undefined): string | undefined {
@@ -32,10 +32,6 @@ export function findProgram(name: string, pathEnv: string | undefined): string |
   return undefined;
 }
 
-function yesNo(v: string): boolean {
-  return /^(yes|true)$/i.test(v);
-}
-
 /** The settings `ssh -G` printed, in the form the built-in parser gives (every field is set by ssh -G). */
 export function parseSshG(text: string): SshHostConfig {
   const cfg: SshHostConfig = { identityFiles: [] };
@@ -43,40 +39,8 @@ export function parseSshG(text: string): SshHostConfig {
     const m = /^(\S+) (.*)$/.exec(line.trimEnd());
     if (!m) continue;
     const key = m[1]!.toLowerCase();
-    const v = m[2]!;
-    switch (key) {
-      case 'hostname':
-        cfg.hostName = v;
-        break;
-      case 'user':
-        cfg.user = v;
-        break;
-      case 'port':
-        if (/^\d+$/.test(v)) cfg.port = Number(v);
-        break;
-      case 'identityfile':
-        cfg.identityFiles.push(v);
-        break;
-      case 'identitiesonly':
-        cfg.identitiesOnly = yesNo(v);
-        break;
-      case 'userknownhostsfile':
-        cfg.userKnownHostsFiles = v.split(/\s+/).filter(Boolean);
-        break;
-      case 'stricthostkeychecking':
-        // ssh -G prints yes/no as true/false
-        cfg.strictHostKeyChecking = v === 'true' ? 'yes' : v === 'false' ? 'no' : v.toLowerCase();
-        break;
-      case 'connecttimeout':
-        if (/^\d+$/.test(v)) cfg.connectTimeoutSec = Number(v);
-        break;
-      case 'proxyjump':
-        if (v.toLowerCase() !== 'none') cfg.proxyJump = v;
-        break;
-      case 'proxycommand':
-        if (v.toLowerCase() !== 'none') cfg.proxyCommand = v;
-        break;
-    }
+    // one value per line, except the known-hosts files (space-separated)
+    applySshOption(cfg, key, key === 'userknownhostsfile' ? m[2]!.split(/\s+/).filter(Boolean) : [m[2]!]);
   }
   return cfg;
 }
