@@ -199,19 +199,7 @@ function keysWhere(m: PlainObject, want: unknown): string[] {
 }
 
 /** settings whose typed value is not their merged form (their read-back is checked by the images.yaml reader) */
-const CONVERTED = new Set([
-  'name',
-  'description',
-  'disk_size',
-  'motd',
-  'repo_keys',
-  'repos',
-  'packages',
-  'services',
-  'kernel_modules',
-  'kernel_options',
-  'initfs_features',
-]);
+const CONVERTED = new Set(['name', 'description', 'disk_size', 'motd', ...FRESH]);
 const READ_BACK: readonly (readonly [string, Check, string])[] = [
   ...SETTINGS.filter(([k]) => !CONVERTED.has(k)).map(([k, ok, expected]) => [k, ok, expected] as const),
   ['name', isString, 'the image name (text)'],

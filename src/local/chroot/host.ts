@@ -80,48 +80,35 @@ async function readOpt(path: string): Promise<string | undefined> {
   }
 }
 
+/** Whether `unshare <args>` works here; if not, the last line it printed (or `failed`). */
+async function unshareProbe(
+  args: readonly string[],
+  failed: string,
+): Promise<{ ok: boolean; detail?: string }> {
+  const r = await execa('unshare', args, { reject: false, all: true, stdin: 'ignore' });
+  if (r.exitCode === 0) return { ok: true };
+  return {
+    ok: false,
+    detail:
+      String(r.all ?? r.message ?? '')
+        .trim()
+        .split('\n')
+        .pop() || failed,
+  };
+}
+
 /** Gather the facts (about 10 ms as root; a user-namespace probe otherwise). */
 export async function probeHost(arches: readonly string[]): Promise<HostFacts> {
   const uid = process.getuid?.() ?? 0;
   const hostArch = ALPINE_ARCH[nodeArch()] ?? nodeArch();
-  let userns: HostFacts['userns'] = { ok: uid === 0 };
-  if (uid !== 0) {
-    const r = await execa('unshare', ['--user', '--map-root-user', '--mount', 'true'], {
-      reject: false,
-      all: true,
-      stdin: 'ignore',
-    });
-    userns =
-      r.exitCode === 0
-        ? { ok: true }
-        : {
-            ok: false,
-            detail:
-              String(r.all ?? r.message ?? '')
-                .trim()
-                .split('\n')
-                .pop() || 'unshare failed',
-          };
-  }
-  let subids: HostFacts['subids'];
-  if (uid !== 0 && userns.ok) {
-    const r = await execa('unshare', [...USERNS_MAP, '--mount', 'true'], {
-      reject: false,
-      all: true,
-      stdin: 'ignore',
-    });
-    subids =
-      r.exitCode === 0
-        ? { ok: true }
-        : {
-            ok: false,
-            detail:
-              String(r.all ?? r.message ?? '')
-                .trim()
-                .split('\n')
-                .pop() || 'unshare --map-auto failed',
-          };
-  }
+  const userns: HostFacts['userns'] =
+    uid === 0
+      ? { ok: true }
+      : await unshareProbe(['--user', '--map-root-user', '--mount', 'true'], 'unshare failed');
+  const subids: HostFacts['subids'] =
+    uid !== 0 && userns.ok
+      ? await unshareProbe([...USERNS_MAP, '--mount', 'true'], 'unshare --map-auto failed')
+      : undefined;
   const binfmtMounted = (await readOpt('/proc/sys/fs/binfmt_misc/status')) !== undefined;
   const binfmt: Record<string, BinfmtHandler> = {};
   for (const a of arches) {
