@@ -17,6 +17,7 @@ import { cp, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
+import { onPath as has } from '../../src/util/on-path.js';
 import { makeTestKey, signFile, type TestKey } from '../fixtures/local/mirror.js';
 import {
   type AlpineArch,
@@ -37,15 +38,6 @@ export type Firmware = 'bios' | 'uefi';
 
 /** bumped when TinyImage (image.json) changes shape */
 const CACHE_FORMAT = 2;
-
-async function has(cmd: string): Promise<boolean> {
-  try {
-    await run('sh', ['-c', `command -v ${cmd}`]);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Why a chroot build of `arch`/`firmware` from the mirror cannot run on this machine, or undefined. */
 export async function chrootUnavailable(

@@ -18,6 +18,7 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
+import { onPath as has } from '../../src/util/on-path.js';
 import { publishIso } from '../fixtures/local/mirror.js';
 import { IMAGE_CACHE, localArgs, lock, prepareChrootEnv, type TinyImage } from './alpine-image.js';
 import {
@@ -33,15 +34,6 @@ const run = promisify(execFile);
 
 export const BUILDER_CACHE = join(tmpdir(), 'cib-alpine-builder');
 const MAKE_ISO = join(REPO_ROOT, 'test', 'fixtures', 'alpine-builder', 'make-iso.sh');
-
-async function has(cmd: string): Promise<boolean> {
-  try {
-    await run('sh', ['-c', `command -v ${cmd}`]);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Why the VM builder cannot build the mirror's tiny image here (for a skip), or undefined. */
 export async function vmBuildUnavailable(): Promise<string | undefined> {

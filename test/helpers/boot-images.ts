@@ -8,6 +8,7 @@ import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { onPath as has } from '../../src/util/on-path.js';
 import { alpineMirror, REPO_ROOT } from './alpine-standin.js';
 
 const run = promisify(execFile);
@@ -21,15 +22,6 @@ export interface BootImageSpec {
   firmware: 'bios' | 'uefi';
   cloud: 'nocloud' | 'aws';
   variant?: ImageVariant;
-}
-
-async function has(cmd: string): Promise<boolean> {
-  try {
-    await run('sh', ['-c', `command -v ${cmd}`]);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Why the boot-test images cannot be made here, or undefined when they can. */

@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readDisk } from '../../src/supply/disk.js';
 import { describeDiff, diffManifests } from '../../src/supply/manifest.js';
+import { onPath as has } from '../../src/util/on-path.js';
 import {
   type ChrootEnv,
   chrootUnavailable,
@@ -30,15 +31,6 @@ const run = promisify(execFile);
 const USER = 'cibuserns';
 /** the subordinate ids the test gives its user (uids/gids 1-65535 in the namespace) */
 const SUBIDS = '1000000-1065535';
-
-async function has(cmd: string): Promise<boolean> {
-  try {
-    await run('sh', ['-c', `command -v ${cmd}`]);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function unavailable(): Promise<string | undefined> {
   const r = await chrootUnavailable('x86_64', 'uefi');
