@@ -601,6 +601,11 @@ describe('wrong types are errors naming variant, key, file and what was expected
       /scripts: expected a list of script names/,
     ],
     [
+      'a script name leaving work/scripts',
+      { 'top.yaml': miniTop({ defaults: '  script_dirs: [../../etc]' }) },
+      /script_dirs: expected a list of directory names \(in work\/scripts, no "\.\."\)/,
+    ],
+    [
       'project missing',
       { 'top.yaml': miniTop().replace('  project: test-project\n', '') },
       /project: expected a non-empty string identifying your images \(it is not set\)/,
