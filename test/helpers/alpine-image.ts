@@ -104,10 +104,16 @@ export async function prepareChrootEnv(
   };
 }
 
-/** `./build local` from the mirror for the variants with all `only` keys (e.g. 3.19 x86_64 bios tiny nocloud). */
-export function localArgs(env: ChrootEnv, work: string, only: string[], extra: string[] = []): string[] {
+/** `./build <step>` from the mirror for the variants with all `only` keys (e.g. 3.19 x86_64 bios tiny nocloud). */
+export function stepArgs(
+  step: string,
+  env: Pick<ChrootEnv, 'overlay' | 'releasesUrl' | 'cdnUrl'>,
+  work: string,
+  only: string[],
+  extra: string[] = [],
+): string[] {
   return [
-    'local',
+    step,
     '--custom',
     env.overlay,
     '--work-dir',
@@ -121,6 +127,11 @@ export function localArgs(env: ChrootEnv, work: string, only: string[], extra: s
     '--no-color',
     ...extra,
   ];
+}
+
+/** `./build local` from the mirror for the variants with all `only` keys. */
+export function localArgs(env: ChrootEnv, work: string, only: string[], extra: string[] = []): string[] {
+  return stepArgs('local', env, work, only, extra);
 }
 
 export interface TinyImage {

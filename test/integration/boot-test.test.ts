@@ -19,7 +19,7 @@ import { Image } from '../../src/state/image.js';
 import { emptyState, stateAfter } from '../../src/state/image-state.js';
 import { writeMetadata } from '../../src/state/metadata.js';
 import { hashFile } from '../../src/util/fs.js';
-import { chrootUnavailable, ensureTinyImage } from '../helpers/alpine-image.js';
+import { chrootUnavailable, ensureTinyImage, stepArgs } from '../helpers/alpine-image.js';
 import { bootImagesUnavailable, ensureBootImage } from '../helpers/boot-images.js';
 import { BUILD, ROOT, runBuild } from '../helpers/cli.js';
 import { makeOverlay, RELEASES_URL, readImages } from '../helpers/overlay.js';
@@ -283,17 +283,7 @@ describe.skipIf(reasonChroot)(
       const work = join(base, 'work');
       await cp(join(tiny.localDir, '..', '..', '..'), work, { recursive: true });
       const only = ['3.19', 'x86_64', 'bios', 'tiny', 'vm', 'nocloud'];
-      const args = [
-        '--custom',
-        env.overlay,
-        '--work-dir',
-        work,
-        '--releases-url',
-        env.releasesUrl,
-        '--cdn-url',
-        env.cdnUrl,
-      ];
-      const r = await runBuild(['test', '--only', ...only, '--no-color', ...args], {
+      const r = await runBuild(stepArgs('test', env, work, only), {
         timeoutMs: 15 * 60_000,
       });
       const localDir = join(work, 'images', 'nocloud', tiny.localDir.split('/').pop()!);

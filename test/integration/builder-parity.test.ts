@@ -17,7 +17,7 @@ import { parse } from 'yaml';
 import { readDisk } from '../../src/supply/disk.js';
 import { diffManifests, formatEntry, type ManifestEntry } from '../../src/supply/manifest.js';
 import { bootUnavailable } from '../helpers/alpine-boot.js';
-import { chrootUnavailable, ensureTinyImage, type TinyImage } from '../helpers/alpine-image.js';
+import { chrootUnavailable, ensureTinyImage, stepArgs, type TinyImage } from '../helpers/alpine-image.js';
 import { ensureVmTinyImage, type VmTinyImage, vmBuildUnavailable } from '../helpers/alpine-vm-image.js';
 import { runBuild } from '../helpers/cli.js';
 
@@ -118,25 +118,7 @@ describe.skipIf(reason)(
       await cp(join(vm.localDir, '..', '..', '..'), work, { recursive: true });
       const { env } = vm;
       const r = await runBuild(
-        [
-          'test',
-          '--only',
-          '3.19',
-          'x86_64',
-          'bios',
-          'tiny',
-          'vm',
-          'nocloud',
-          '--no-color',
-          '--custom',
-          env.overlay,
-          '--work-dir',
-          work,
-          '--releases-url',
-          env.releasesUrl,
-          '--cdn-url',
-          env.cdnUrl,
-        ],
+        stepArgs('test', env, work, ['3.19', 'x86_64', 'bios', 'tiny', 'vm', 'nocloud']),
         { timeoutMs: 15 * 60_000 },
       );
       const localDir = join(work, 'images', 'nocloud', vm.localDir.split('/').pop()!);

@@ -10,7 +10,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { describeDiff, diffManifests, parseManifest } from '../../src/supply/manifest.js';
-import { type ChrootEnv, chrootUnavailable, localArgs, prepareChrootEnv } from '../helpers/alpine-image.js';
+import {
+  type ChrootEnv,
+  chrootUnavailable,
+  localArgs,
+  prepareChrootEnv,
+  stepArgs,
+} from '../helpers/alpine-image.js';
 import { MIRROR_RELEASE } from '../helpers/alpine-standin.js';
 import { runBuild } from '../helpers/cli.js';
 
@@ -100,7 +106,7 @@ describe.skipIf(reason)('reproducible chroot builds (real Alpine packages)', () 
     'verify: the stored image is rebuilt bit-identical by the chroot builder in a temporary work directory',
     async () => {
       // the overlay's storage_url is file://{work_dir}/storage/…; the boot test is not what this test is about
-      const args = (step: string) => [step, ...localArgs(env, works[0]!, ONLY).slice(1), '--disable', 'test'];
+      const args = (step: string) => stepArgs(step, env, works[0]!, ONLY, ['--disable', 'test']);
       const up = await runBuild(args('upload'), { timeoutMs: 5 * 60_000 });
       expect(up.code, up.stderr.slice(-3000)).toBe(0);
       const v = await runBuild(args('verify'), { timeoutMs: 10 * 60_000 });
