@@ -19,10 +19,10 @@
 // stand-ins against the stand-in key, which the build trusts through `repo_keys`.
 import { execFile } from 'node:child_process';
 import { createHash, generateKeyPairSync } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { link, mkdir, readdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { aarch64Userland } from './alpine-standin-userland.js';
 import { type ApkFile, type ApkSigningKey, type BuiltApk, buildApk, buildIndex } from './apk-writer.js';
@@ -30,6 +30,20 @@ import { type ApkFile, type ApkSigningKey, type BuiltApk, buildApk, buildIndex }
 const run = promisify(execFile);
 
 export const REPO_ROOT = resolve(import.meta.dirname, '..', '..');
+
+/**
+ * Why a user other than root cannot run this checkout's ./build (a directory on the way to it is not searchable by
+ * others, e.g. a clone under a 0700 `mktemp -d`), or undefined. Tests that run the CLI as such a user skip then.
+ */
+export function repoUnreachableByOthers(): string | undefined {
+  for (let dir = REPO_ROOT; ; dir = dirname(dir)) {
+    const mode = statSync(dir).mode & 0o777;
+    if (!(mode & 0o001)) {
+      return `${dir} is not searchable by other users (mode ${mode.toString(8)}): an unprivileged user cannot run ./build from this checkout`;
+    }
+    if (dirname(dir) === dir) return undefined;
+  }
+}
 /** Where stand-in repositories and Debian downloads are cached. */
 export const STANDIN_CACHE = process.env.CIB_STANDIN_CACHE ?? join(tmpdir(), 'cib-alpine-standin');
 const STANDIN_FILES = join(import.meta.dirname, 'standin');

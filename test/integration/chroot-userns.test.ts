@@ -23,7 +23,7 @@ import {
   localArgs,
   prepareChrootEnv,
 } from '../helpers/alpine-image.js';
-import { REPO_ROOT } from '../helpers/alpine-standin.js';
+import { REPO_ROOT, repoUnreachableByOthers } from '../helpers/alpine-standin.js';
 import { runBuild } from '../helpers/cli.js';
 
 const run = promisify(execFile);
@@ -35,6 +35,8 @@ const SUBIDS = '1000000-1065535';
 async function unavailable(): Promise<string | undefined> {
   const r = await chrootUnavailable('x86_64', 'uefi');
   if (r) return r;
+  const far = repoUnreachableByOthers();
+  if (far) return far;
   for (const t of ['newuidmap', 'newgidmap'])
     if (!(await has(t))) return `missing ${t} (Debian: uidmap; see .ci/apt-packages.txt)`;
   for (const t of ['useradd', 'usermod', 'setpriv'])
