@@ -65,20 +65,32 @@ export function redactText(text: string): string {
   if (!text.includes('://')) return text;
   // the URLs, found from each "://" (the regular expression tries a scheme at every letter of a
   // long text, such as images.yaml, which takes milliseconds)
+  // (the text is copied only up to the URLs that change, and each distinct URL is redacted once: images.yaml
+  // repeats the same few URLs in every variant)
   let out = '';
-  let last = 0;
+  let copied = 0;
+  let scanned = 0;
+  const seen = new Map<string, string>();
   for (let i = text.indexOf('://'); i >= 0; i = text.indexOf('://', i + 3)) {
-    if (i < last) continue;
+    if (i < scanned) continue;
     let start = i;
-    while (start > last && isSchemeChar(text.charCodeAt(start - 1))) start--;
+    while (start > scanned && isSchemeChar(text.charCodeAt(start - 1))) start--;
     while (start < i && !isLetter(text.charCodeAt(start))) start++;
     let end = i + 3;
     while (end < text.length && !isUrlEnd(text.charCodeAt(end))) end++;
     if (start === i || end === i + 3) continue;
-    out += text.slice(last, start) + redactUrl(text.slice(start, end));
-    last = end;
+    scanned = end;
+    const url = text.slice(start, end);
+    let shown = seen.get(url);
+    if (shown === undefined) {
+      shown = redactUrl(url);
+      seen.set(url, shown);
+    }
+    if (shown === url) continue;
+    out += text.slice(copied, start) + shown;
+    copied = end;
   }
-  return last === 0 ? text : out + text.slice(last);
+  return copied === 0 ? text : out + text.slice(copied);
 }
 
 function isLetter(c: number): boolean {
