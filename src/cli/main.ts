@@ -1,4 +1,5 @@
-import { dirname, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errorMessage, UserError } from '../util/errors.js';
 import { createLogger } from '../util/log.js';
@@ -7,8 +8,11 @@ import { parseArgs } from './args.js';
 
 function repoRoot(): string {
   if (process.env.CIB_ROOT) return process.env.CIB_ROOT;
-  // dist/src/cli/main.js -> repository root
-  return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+  // run without ./build: the bundle (dist/cli/main.js) or tsc's output (dist/src/cli/main.js) sits under the
+  // repository root, the first directory up that holds package.json
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return dir;
 }
 
 const OS_ERRORS: Record<string, string> = {
