@@ -55,7 +55,11 @@ function run() {
         writeFileSync(`${seenFile}.${process.pid}.tmp`, `${steps.join('\n')}\n`);
         renameSync(`${seenFile}.${process.pid}.tmp`, seenFile);
       } catch {
-        rmSync(tmp, { force: true });
+        try {
+          rmSync(tmp, { force: true });
+        } catch {
+          // nothing was written
+        }
       }
     });
   }
