@@ -9,23 +9,15 @@
 // - Keys are taken as written: `3.20:` is the key "3.20", not the number 3.2.
 import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import {
-  type Document,
-  isAlias,
-  isMap,
-  isScalar,
-  isSeq,
-  LineCounter,
-  parseAllDocuments,
-  Scalar,
-  type YAMLMap,
-  type Node as YamlNode,
-} from 'yaml';
+import { type Document, LineCounter, parseAllDocuments } from 'yaml';
 import { isInside } from '../util/fs.js';
 import { ConfigError } from './errors.js';
 import { checkConfigSize, checkConfigText, checkTreeDepth, depthError, MAX_CONFIG_VALUES } from './limits.js';
 import { isPlainObject, mergeOverride, type PlainObject } from './merge.js';
 import { type Location, SourceIndex } from './source.js';
+import { readConfigYamlFast } from './yaml-config-fast.js';
+import { Unsupported } from './yaml-fast.js';
+import { fromLibrary, type MapNode, type YamlDocs, type YNode } from './yaml-nodes.js';
 
 export interface LoadedTree {
   readonly tree: PlainObject;
@@ -34,15 +26,9 @@ export interface LoadedTree {
   readonly files: readonly string[];
 }
 
-interface ParsedFile {
-  readonly docs: Document.Parsed[];
-  readonly lc: LineCounter;
-}
-
+/** the file a node is in */
 interface Site {
   readonly file: string;
-  readonly doc: Document.Parsed;
-  readonly lc: LineCounter;
 }
 
 const INCLUDE = 'include';
@@ -63,7 +49,7 @@ export function loadYamlTree(file: string, display: (abs: string) => string, roo
 }
 
 class YamlTreeLoader {
-  readonly cache = new Map<string, ParsedFile>();
+  readonly cache = new Map<string, YamlDocs>();
   readonly index = new SourceIndex();
   private readonly stack: string[] = [];
   private values = 0;
@@ -87,12 +73,25 @@ class YamlTreeLoader {
     this.root = root;
   }
 
-  private parse(file: string): ParsedFile {
+  private parse(file: string): YamlDocs {
     const cached = this.cache.get(file);
     if (cached) return cached;
     checkConfigSize(file, this.display(file));
     const text = readFileSync(file, 'utf8');
     checkConfigText(text, this.display(file));
+    let docs: YamlDocs;
+    try {
+      // the plain style config files are written in; anything else goes to the YAML library
+      docs = readConfigYamlFast(text);
+    } catch (err) {
+      if (!(err instanceof Unsupported)) throw err;
+      docs = this.parseWithLibrary(file, text);
+    }
+    this.cache.set(file, docs);
+    return docs;
+  }
+
+  private parseWithLibrary(file: string, text: string): YamlDocs {
     const lc = new LineCounter();
     // duplicate keys are found by mapValue (the library's own check compares every pair of keys)
     const parse = () => {
@@ -113,9 +112,7 @@ class YamlTreeLoader {
         location: { file: this.display(file), line: pos?.line, col: pos?.col },
       });
     }
-    const parsed = { docs: list, lc };
-    this.cache.set(file, parsed);
-    return parsed;
+    return fromLibrary(list, lc);
   }
 
   loadFile(file: string, prefix: readonly string[], from: Location | undefined): unknown {
@@ -125,17 +122,17 @@ class YamlTreeLoader {
     }
     this.stack.push(file);
     try {
-      const { docs, lc } = this.parse(file);
+      const docs = this.parse(file);
+      const site: Site = { file };
       let out: unknown = {};
-      for (const doc of docs) {
-        const contents = doc.contents as YamlNode | null;
-        if (contents === null || (isScalar(contents) && contents.value === null)) continue;
-        if (!isMap(contents)) {
+      for (const contents of docs) {
+        if (contents === null || (contents.kind === 'scalar' && contents.value === null)) continue;
+        if (contents.kind !== 'map') {
           throw new ConfigError('expected a mapping at the top of the document', {
-            location: this.loc({ file, doc, lc }, contents),
+            location: this.loc(site, contents),
           });
         }
-        out = mergeOverride(out, this.mapValue(contents, { file, doc, lc }, prefix));
+        out = mergeOverride(out, this.mapValue(contents, site, prefix));
       }
       return out;
     } finally {
@@ -143,67 +140,65 @@ class YamlTreeLoader {
     }
   }
 
-  private loc(site: Site, node: YamlNode | null | undefined): Location {
+  private loc(site: Site, node: YNode | null | undefined): Location {
     const file = this.display(site.file);
-    const offset = node?.range?.[0];
-    if (offset === undefined) return { file };
-    const pos = site.lc.linePos(offset);
-    return { file, line: pos.line, col: pos.col };
+    if (!node || node.line === 0) return { file };
+    return { file, line: node.line, col: node.col };
   }
 
-  private keyString(site: Site, key: unknown): string {
-    if (isScalar(key)) {
-      const k =
-        key.type === Scalar.PLAIN && typeof key.source === 'string' && key.source !== ''
-          ? key.source
-          : key.value === null
-            ? undefined
-            : String(key.value);
+  private keyString(site: Site, key: YNode | null): string {
+    if (key?.kind === 'scalar') {
+      const k = key.keyText;
       if (k === undefined) throw new ConfigError('empty mapping key', { location: this.loc(site, key) });
       if (k === '__proto__') {
         throw new ConfigError('the key "__proto__" is not allowed', { location: this.loc(site, key) });
       }
       return k;
     }
-    throw new ConfigError('mapping keys must be plain strings', {
-      location: this.loc(site, key as YamlNode | null),
-    });
+    throw new ConfigError('mapping keys must be plain strings', { location: this.loc(site, key) });
   }
 
-  private value(node: unknown, site: Site, path: readonly string[], depth = 0): unknown {
-    if (node === null || node === undefined) return null;
+  private value(node: YNode | null, site: Site, path: readonly string[], depth = 0): unknown {
+    if (node === null) return null;
     // aliases expand: a few lines can stand for billions of values
     if (++this.values > MAX_CONFIG_VALUES) {
       throw new ConfigError(
         `expands to more than ${MAX_CONFIG_VALUES} values (YAML aliases?); the limit is MAX_CONFIG_VALUES`,
-        { location: this.loc(site, node as YamlNode) },
+        { location: this.loc(site, node) },
       );
     }
-    if (isAlias(node)) {
-      if (depth > 50) throw new ConfigError('alias nesting too deep', { location: this.loc(site, node) });
-      const target = node.resolve(site.doc);
-      if (!target) throw new ConfigError(`unknown alias *${node.source}`, { location: this.loc(site, node) });
-      return this.value(target, site, path, depth + 1);
+    switch (node.kind) {
+      case 'alias': {
+        if (depth > 50) throw new ConfigError('alias nesting too deep', { location: this.loc(site, node) });
+        const target = node.target();
+        if (target === undefined) {
+          throw new ConfigError(`unknown alias *${node.name}`, { location: this.loc(site, node) });
+        }
+        return this.value(target, site, path, depth + 1);
+      }
+      case 'scalar': {
+        const v = node.value;
+        if (v instanceof Date) return v.toISOString();
+        if (typeof v === 'bigint') return Number(v);
+        return v;
+      }
+      case 'seq':
+        return node.items.map((n) => this.value(n, site, path, depth));
+      case 'map':
+        return this.mapValue(node, site, path);
+      default:
+        throw new ConfigError('unsupported YAML node', { location: this.loc(site, node) });
     }
-    if (isScalar(node)) {
-      const v = node.value;
-      if (v instanceof Date) return v.toISOString();
-      if (typeof v === 'bigint') return Number(v);
-      return v;
-    }
-    if (isSeq(node)) return node.items.map((n) => this.value(n, site, path, depth));
-    if (isMap(node)) return this.mapValue(node as YAMLMap, site, path);
-    throw new ConfigError('unsupported YAML node', { location: this.loc(site, node as YamlNode) });
   }
 
-  private mapValue(map: YAMLMap, site: Site, path: readonly string[]): PlainObject {
+  private mapValue(map: MapNode, site: Site, path: readonly string[]): PlainObject {
     let out: PlainObject = {};
     const seen = new Set<string>();
     for (const pair of map.items) {
       const key = this.keyString(site, pair.key);
       if (seen.has(key)) {
         throw new ConfigError(`YAML syntax error: Map keys must be unique ("${key}" is repeated)`, {
-          location: this.loc(site, pair.key as YamlNode),
+          location: this.loc(site, pair.key),
         });
       }
       seen.add(key);
@@ -212,7 +207,7 @@ class YamlTreeLoader {
     for (const pair of map.items) {
       const key = this.keyString(site, pair.key);
       if (key === INCLUDE) {
-        for (const inc of this.includeList(site, pair.value as YamlNode | null)) {
+        for (const inc of this.includeList(site, pair.value)) {
           const target = isAbsolute(inc.path) ? inc.path : resolve(dirname(site.file), inc.path);
           let ok = false;
           try {
@@ -245,7 +240,7 @@ class YamlTreeLoader {
         for (const m of list) {
           if (!isPlainObject(m)) {
             throw new ConfigError('"<<" must merge a mapping or a list of mappings', {
-              location: this.loc(site, pair.value as YamlNode),
+              location: this.loc(site, pair.value),
             });
           }
           out = mergeOverride(out, m) as PlainObject;
@@ -256,7 +251,7 @@ class YamlTreeLoader {
       const key = this.keyString(site, pair.key);
       if (key === INCLUDE || key === MERGE) continue;
       const keyPath = [...path, key];
-      this.index.add(keyPath, this.loc(site, pair.key as YamlNode));
+      this.index.add(keyPath, this.loc(site, pair.key));
       const v = this.value(pair.value, site, keyPath);
       // `out` is always a fresh object here, so it may be changed in place
       out[key] = Object.hasOwn(out, key) ? mergeOverride(out[key], v) : v;
@@ -264,15 +259,15 @@ class YamlTreeLoader {
     return out;
   }
 
-  private includeList(site: Site, node: YamlNode | null): { path: string; loc: Location }[] {
-    const one = (n: unknown): { path: string; loc: Location } => {
-      const loc = this.loc(site, n as YamlNode);
-      if (!isScalar(n) || typeof n.value !== 'string' || n.value === '') {
+  private includeList(site: Site, node: YNode | null): { path: string; loc: Location }[] {
+    const one = (n: YNode | null): { path: string; loc: Location } => {
+      const loc = this.loc(site, n);
+      if (n?.kind !== 'scalar' || typeof n.value !== 'string' || n.value === '') {
         throw new ConfigError('include: expected a file name or a list of file names', { location: loc });
       }
       return { path: n.value, loc };
     };
-    if (isSeq(node)) return node.items.map(one);
+    if (node?.kind === 'seq') return node.items.map(one);
     return [one(node)];
   }
 }
