@@ -155,7 +155,8 @@ export function imagesYamlText(
   const out: Record<string, Record<string, unknown>> = {};
   for (const key in images) out[key] = imagesYamlRecord(images[key]!, run?.(key));
   // credentials in URLs (a CDN URL with a password) are never written: the build puts them back from the flags
-  return redactText(emitYaml(out));
+  // (every key and value is redacted before it is written, each distinct string once)
+  return emitYaml(out, redactText);
 }
 
 export async function writeImagesYamlFile(

@@ -100,13 +100,18 @@ class Emitter {
   private readonly text = new Map<string, string>();
   private readonly multiline = new Map<string, string>();
   readonly out: string[] = [];
+  private readonly edit: (s: string) => string;
+
+  constructor(edit: (s: string) => string) {
+    this.edit = edit;
+  }
 
   private scalar(v: unknown): string {
-    if (v instanceof Date) return scalarText(v.toISOString());
+    if (v instanceof Date) return scalarText(this.edit(v.toISOString()));
     if (typeof v !== 'string') return scalarText(v);
     let t = this.text.get(v);
     if (t === undefined) {
-      t = scalarText(v);
+      t = scalarText(this.edit(v));
       this.text.set(v, t);
     }
     return t;
@@ -120,7 +125,8 @@ class Emitter {
       const key = `${indent}\0${v}`;
       let t = this.multiline.get(key);
       if (t === undefined) {
-        t = literalBlock(v, indent) ?? scalarText(v);
+        const e = this.edit(v);
+        t = literalBlock(e, indent) ?? scalarText(e);
         this.multiline.set(key, t);
       }
       return t;
@@ -160,10 +166,13 @@ class Emitter {
   }
 }
 
-/** YAML text of a map (a document starting with ---). */
-export function emitYaml(data: Record<string, unknown>): string {
+/**
+ * YAML text of a map (a document starting with ---). `edit` is applied to every string (keys and values) before
+ * it is written, once per distinct string (images.yaml redacts URLs with it).
+ */
+export function emitYaml(data: Record<string, unknown>, edit: (s: string) => string = (s) => s): string {
   if (!isBlock(data)) return '--- {}\n';
-  const e = new Emitter();
+  const e = new Emitter(edit);
   e.out.push('---');
   e.block(data, '');
   return `${e.out.join('\n')}\n`;

@@ -15,6 +15,7 @@ import type { ImageConfig, ImagesFile } from '../../src/config/types.js';
 import { stageWorkDir } from '../../src/config/workdir.js';
 import { emitYaml, isPlainSafe, readYamlFast, Unsupported } from '../../src/config/yaml-fast.js';
 import { UserError } from '../../src/util/errors.js';
+import { redactText } from '../../src/util/redact.js';
 import {
   captureLog,
   FIXTURES,
@@ -153,6 +154,21 @@ describe('work/images.yaml', () => {
     expect(readYamlFast(text)).toEqual(tricky);
     expect(isPlainSafe('alpine-base linux-virt')).toBe(true);
     expect(isPlainSafe('3.24')).toBe(false);
+  });
+
+  it('applies its edit to every key, value and line of a multi-line value (images.yaml: no credentials)', () => {
+    const data = {
+      'https://k:key-secret@h/': { url: 'https://u:val-secret@h/x', list: ['s3://a:item-secret@b/k'] },
+      motd: 'line one\nsee https://m:motd-secret@h/notes\n',
+      again: 'https://u:val-secret@h/x',
+    };
+    const text = emitYaml(data, redactText);
+    expect(text).not.toMatch(/secret/);
+    expect(readYamlFast(text)).toEqual({
+      'https://k:***@h/': { url: 'https://u:***@h/x', list: ['s3://a:***@b/k'] },
+      motd: 'line one\nsee https://m:***@h/notes\n',
+      again: 'https://u:***@h/x',
+    });
   });
 
   it('leaves out undefined values and writes dates as text, like the YAML library', () => {
