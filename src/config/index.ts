@@ -52,6 +52,7 @@ export async function prepareWorkDir(ctx: ConfigContext): Promise<void> {
   const staged = await stageWorkDir(ctx);
   try {
     await staged.commit();
+    await staged.settled();
   } catch (err) {
     await staged.discard();
     throw err;

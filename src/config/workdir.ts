@@ -26,6 +26,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { basename, dirname, join, normalize, relative, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { UserError } from '../util/errors.js';
@@ -79,8 +80,13 @@ export interface Staged {
   readonly configsDir: string;
   /** a file inside the staging directory -> the source file it was copied from (for messages) */
   readonly origins: ReadonlyMap<string, string>;
-  /** empty work/ if --clean, then move the staged overlays into place */
+  /**
+   * Empty work/ if --clean, then move the staged overlays into place. What they replace is moved aside into the
+   * staging directory at once (renames) and removed with it in the background: wait for `settled()`.
+   */
   commit(): Promise<void>;
+  /** the background removal started by commit() is over (resolves at once before a commit) */
+  settled(): Promise<void>;
   /** remove the staging directory */
   discard(): Promise<void>;
 }
@@ -106,6 +112,17 @@ function lexists(p: string): boolean {
 function shown(p: string): string {
   const r = relative(process.cwd(), p);
   return r && !r.startsWith('..') ? r : p;
+}
+
+/** Move everything in work/ except WORK_KEEP (and the given extra names) into `aside` (a directory in work/). */
+function moveWorkDirAside(workDir: string, aside: string, log: Logger, keepAlso: readonly string[]): void {
+  const keep = new Set<string>([...WORK_KEEP, ...keepAlso]);
+  log.info(`cleaning work directory ${shown(workDir)} (keeping caches)`);
+  for (const name of readdirSync(workDir)) {
+    if (keep.has(name)) continue;
+    log.debug(`removing ${join(workDir, name)}`);
+    renameSync(join(workDir, name), join(aside, name));
+  }
 }
 
 /** Remove everything in work/ except WORK_KEEP (and the given extra names). */
@@ -322,6 +339,7 @@ export async function stageWorkDir(opts: StageOptions): Promise<Staged> {
     rmSync(dir, { recursive: true, force: true });
     forget();
   };
+  let removal: Promise<void> = Promise.resolve();
   if (needed.length > 0) {
     const sources = uniqueSources(opts.rootDir, opts.custom);
     try {
@@ -342,13 +360,19 @@ export async function stageWorkDir(opts: StageOptions): Promise<Staged> {
     origins,
     discard,
     async commit() {
-      if (opts.clean) await cleanWorkDir(workDir, log, [basename(dir)]);
+      // (renames only: removing the old trees file by file took longer than resolving them; the removal runs
+      // in the thread pool while the caller writes images.yaml, and an interrupted one is finished by the next
+      // run, which removes stale staging directories)
+      const aside = join(dir, '.replaced');
+      mkdirSync(aside, { recursive: true });
+      if (opts.clean) moveWorkDirAside(workDir, aside, log, [basename(dir)]);
       for (const o of needed) {
-        rmSync(join(workDir, o), { recursive: true, force: true });
+        if (lexists(join(workDir, o))) renameSync(join(workDir, o), join(aside, o));
         renameSync(join(dir, o), join(workDir, o));
       }
-      await discard();
       await syncDir(workDir);
+      removal = rm(dir, { recursive: true, force: true }).then(forget, forget);
     },
+    settled: () => removal,
   };
 }

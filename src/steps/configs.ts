@@ -102,6 +102,7 @@ export async function configsStep(
     });
     await staged.commit();
     await writeImagesYaml(imagesPath, images);
+    await staged.settled();
     log.info(`wrote ${imagesPath}`);
     return images;
   } catch (err) {
