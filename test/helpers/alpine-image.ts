@@ -10,13 +10,11 @@
 //                                      under os.tmpdir()/cib-alpine-images; returns its qcow2 and build log.
 //                                      Shared by the chroot builder's boot tests and other tests (test step,
 //                                      SBOM, reproducibility): build it once, boot it on a snapshot overlay.
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { cp, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { promisify } from 'node:util';
 import { onPath as has } from '../../src/util/on-path.js';
 import { makeTestKey, signFile, type TestKey } from '../fixtures/local/mirror.js';
 import {
@@ -29,8 +27,6 @@ import {
   type StandinRepo,
 } from './alpine-standin.js';
 import { runBuild } from './cli.js';
-
-const run = promisify(execFile);
 
 export const IMAGE_CACHE = process.env.CIB_IMAGE_CACHE ?? join(tmpdir(), 'cib-alpine-images');
 

@@ -86,11 +86,23 @@ describe('the fast config reader', () => {
   });
 
   const cases: [string, string][] = [
-    ['comments everywhere', 'a: 1 # one\n# whole line\nb:  # empty\n  - x # item\n  -  y\n\nc: "q # not a comment"\n'],
-    ['quoted keys and values', '"3.20": {include: version/3.20.yaml}\n\'it\'\'s\': \'a \'\'b\'\'\'\nk: "t\\u00e9\\n"\n'],
-    ['numbers and words', 'a: 2\nb: -7\nc: 3.5\nd: 3.24.1\ne: .5\nf: 1.\ng: +3\nh: 007\ni: 12345678901234567890\nj: 1_000\n'],
+    [
+      'comments everywhere',
+      'a: 1 # one\n# whole line\nb:  # empty\n  - x # item\n  -  y\n\nc: "q # not a comment"\n',
+    ],
+    [
+      'quoted keys and values',
+      "\"3.20\": {include: version/3.20.yaml}\n'it''s': 'a ''b'''\nk: \"t\\u00e9\\n\"\n",
+    ],
+    [
+      'numbers and words',
+      'a: 2\nb: -7\nc: 3.5\nd: 3.24.1\ne: .5\nf: 1.\ng: +3\nh: 007\ni: 12345678901234567890\nj: 1_000\n',
+    ],
     ['null and booleans', 'a: ~\nb: null\nc: NULL\nd: true\ne: False\nf: yes\ng: no\nh: on\n'],
-    ['flow collections', 'a: []\nb: {}\nc: [x, "y", \'z\', 1, [2, 3], {k: v}]\nd: {a: 1, b: [x], "c d": e}\n'],
+    [
+      'flow collections',
+      'a: []\nb: {}\nc: [x, "y", \'z\', 1, [2, 3], {k: v}]\nd: {a: 1, b: [x], "c d": e}\n',
+    ],
     ['lists in maps at the same indentation', 'a:\n- x\n- y\nb:\n  - z\n'],
     ['maps in lists', 'l:\n  - a: 1\n    b: 2\n  - c: 3\n  -\n    d: 4\n  - - n1\n    - n2\n'],
     ['several documents', 'a: 1\n---\na: 2\n---\n'],
@@ -140,7 +152,27 @@ describe('the fast config reader', () => {
       seed ^= seed << 5;
       return (seed >>> 0) % n;
     };
-    const words = ['a', 'b-c', 'x_y', '3.20', 'edge', '128', '-1', '2.5', 'true', 'null', '~', 'x y', 'http://h/p', 'a:b', '-cpu', 'a#b', 'k: v', "it's", 'é'];
+    const words = [
+      'a',
+      'b-c',
+      'x_y',
+      '3.20',
+      'edge',
+      '128',
+      '-1',
+      '2.5',
+      'true',
+      'null',
+      '~',
+      'x y',
+      'http://h/p',
+      'a:b',
+      '-cpu',
+      'a#b',
+      'k: v',
+      "it's",
+      'é',
+    ];
     const scalar = () => {
       const w = words[rnd(words.length)]!;
       const style = rnd(4);
