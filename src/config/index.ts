@@ -104,11 +104,6 @@ export async function resolveConfigsDir(
   return result;
 }
 
-/** Resolve work/configs/images.(conf|yaml) into variants. Writes nothing. */
-export async function resolveImages(ctx: ConfigContext): Promise<ImagesFile> {
-  return (await resolveConfigsDir(`${ctx.workDir}/configs`, ctx)).images;
-}
-
 export async function loadImagesYaml(path: string): Promise<ImagesFile | undefined> {
   return await readImagesYamlFile(path);
 }
