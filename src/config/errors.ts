@@ -89,6 +89,8 @@ export function collectErrors(found: readonly ConfigError[]): ConfigError[] {
 
 /** Throw what was found: nothing, the one error, or every error at once. */
 export function throwErrors(found: readonly ConfigError[]): void {
+  // (called for every variant, nearly always with nothing)
+  if (found.length === 0) return;
   const errors = collectErrors(found);
   if (errors.length === 1) throw errors[0];
   if (errors.length > 1) throw new ConfigErrors(errors);

@@ -46,8 +46,10 @@ const mapOf =
 const isFlagMap = mapOf(isBoolOrNull);
 const isFlagMapOrNull: Check = (v) => v === null || isFlagMap(v);
 const isNameList = listOf(isNonEmptyString);
-/** a script or script directory under work/scripts: a name, never a way out of it */
-const isScriptList = listOf((v) => isNonEmptyString(v) && !(v as string).includes('..'));
+/** a script or script directory of work/scripts: a plain name (no path, so never a way out of it) */
+const isScriptList = listOf(
+  (v) => isNonEmptyString(v) && !(v as string).includes('/') && !(v as string).includes('..') && v !== '.',
+);
 const isPartList = listOf(isScalarText);
 const isNameParts = listOf((v) => isScalarText(v) && isSafeNameTemplate(String(v)));
 const isImageFormat: Check = (v) => (IMAGE_FORMATS as readonly unknown[]).includes(v);
@@ -101,8 +103,8 @@ const SETTINGS: readonly (readonly [string, Check, string, boolean?])[] = [
   ['image_format_opts', isStringOrNull, 'a string such as "vhd/force-size", or null'],
   ['image_compress', isImageCompress, `null or one of ${IMAGE_COMPRESSIONS.join(', ')}`],
   ['login', isNonEmptyString, 'a user name'],
-  ['scripts', isScriptList, 'a list of script names (files in work/scripts, no "..")'],
-  ['script_dirs', isScriptList, 'a list of directory names (in work/scripts, no "..")'],
+  ['scripts', isScriptList, 'a list of script names (files of work/scripts: no "/", no "..")'],
+  ['script_dirs', isScriptList, 'a list of directory names (in work/scripts: no "/", no "..")'],
   ['bootloader', isStringOrNull, 'a string such as "extlinux" or "grub-efi"'],
   [
     'builder',

@@ -151,8 +151,9 @@ export function packerVariant(inp: VariantInputs): PackerVariant {
   if (cdrom === 'virtio-scsi') {
     args.push(['-device', 'virtio-scsi-pci,id=scsi0'], ['-device', 'scsi-cd,bus=scsi0.0,drive=cdrom0']);
   }
-  const scripts = asList(c.scripts, 'scripts', k);
-  const dirs = asList(c.script_dirs, 'script_dirs', k);
+  // (names checked at configs: plain names of work/scripts)
+  const scripts = c.scripts;
+  const dirs = c.script_dirs;
   if (scripts.length === 0) throw new UserError(`${k}: no setup scripts (scripts is empty)`);
   return {
     name: k,
@@ -176,16 +177,6 @@ export function packerVariant(inp: VariantInputs): PackerVariant {
       ...(inp.buildCdn ? [`BUILD_CDN=${inp.buildCdn}`] : []),
     ],
   };
-}
-
-function asList(v: unknown, key: string, configKey: string): string[] {
-  if (v === undefined || v === null) return [];
-  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string' && x && !x.includes('..'))) {
-    throw new UserError(
-      `${configKey}: ${key} should be a list of names under work/scripts, got ${JSON.stringify(v)}`,
-    );
-  }
-  return v as string[];
 }
 
 /**

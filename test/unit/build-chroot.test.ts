@@ -6,7 +6,6 @@ import {
   buildRepos,
   derivedUuid,
   diskEnv,
-  diskMiB,
   diskPlan,
   edgeMinirootfs,
   envFile,
@@ -247,8 +246,6 @@ describe('disk plan', () => {
     expect(() =>
       diskPlan({ imageKey: 'k', configKey: 'c', arch: 'x86_64', bootloader: 'lilo', diskMiB: 128 }),
     ).toThrow(/not bootloader lilo/);
-    expect(() => diskMiB('big', 'c')).toThrow(/disk_size "big"/);
-    expect(diskMiB('2G', 'c')).toBe(2048);
   });
 });
 

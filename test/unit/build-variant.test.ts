@@ -214,7 +214,6 @@ describe('packerVariant', () => {
       packerVariant({ ...base, image: new Image(sampleConfig(over), '/w') });
     expect(mk({ disk_size: 0 })).toThrow(`${k}: disk_size 0`);
     expect(mk({ scripts: [] })).toThrow(`${k}: no setup scripts`);
-    expect(mk({ scripts: ['../../etc/passwd'] })).toThrow(`${k}: scripts should be a list`);
   });
 
   it('helpers: disk sizes, qemu args, default vCPUs', () => {

@@ -603,7 +603,12 @@ describe('wrong types are errors naming variant, key, file and what was expected
     [
       'a script name leaving work/scripts',
       { 'top.yaml': miniTop({ defaults: '  script_dirs: [../../etc]' }) },
-      /script_dirs: expected a list of directory names \(in work\/scripts, no "\.\."\)/,
+      /script_dirs: expected a list of directory names \(in work\/scripts: no "\/", no "\.\."\)/,
+    ],
+    [
+      'a script name that is a path',
+      { 'top.yaml': miniTop({ defaults: '  scripts: [setup, /etc/passwd]' }) },
+      /scripts: expected a list of script names \(files of work\/scripts: no "\/", no "\.\."\)/,
     ],
     [
       'project missing',

@@ -23,7 +23,7 @@ import type { Image } from '../../state/image.js';
 import { UserError } from '../../util/errors.js';
 import { fetchBytes } from '../download.js';
 import { bootloaderOf, scriptEnvironment } from '../variant.js';
-import { buildRepos, diskEnv, diskMiB, diskPlan, envFile, substituteCdn } from './plan.js';
+import { buildRepos, diskEnv, diskPlan, envFile, substituteCdn } from './plan.js';
 
 export { type BuilderDecision, chrootDecision, type HostFacts, probeHost } from './host.js';
 
@@ -59,19 +59,6 @@ export interface ChrootResult {
 
 const CACHE_INSIDE = '/var/cache/cib-apk';
 const KEYS_INSIDE = '/tmp/repo-keys';
-
-function listOf(v: unknown, what: string, key: string): string[] {
-  if (v === undefined || v === null) return [];
-  if (
-    !Array.isArray(v) ||
-    !v.every((x) => typeof x === 'string' && x && !x.includes('..') && !x.includes('/'))
-  ) {
-    throw new UserError(
-      `${key}: ${what} should be a list of names under work/scripts, got ${JSON.stringify(v)}`,
-    );
-  }
-  return v as string[];
-}
 
 function realDir(dir: string): string | undefined {
   try {
@@ -151,10 +138,11 @@ export async function buildChroot(b: ChrootBuild): Promise<ChrootResult> {
     configKey: key,
     arch: c.arch,
     bootloader,
-    diskMiB: diskMiB(c.disk_size, key),
+    diskMiB: c.disk_size,
   });
-  const scripts = listOf(c.scripts, 'scripts', key);
-  const dirs = listOf(c.script_dirs, 'script_dirs', key);
+  // (scripts and script_dirs are plain names of work/scripts, checked at configs)
+  const scripts = c.scripts;
+  const dirs = c.script_dirs;
   if (scripts.length === 0) throw new UserError(`${key}: no setup scripts (scripts is empty)`);
   const scriptsDir = join(b.workDir, 'scripts');
 

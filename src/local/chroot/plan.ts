@@ -128,14 +128,6 @@ const EFI: Record<string, { target: string; name: string; fallback: string }> = 
   aarch64: { target: 'arm64-efi', name: 'grubaa64.efi', fallback: 'bootaa64.efi' },
 };
 
-/** disk_size ("1024M", "2G" or MiB) in MiB */
-export function diskMiB(size: unknown, configKey: string): number {
-  if (typeof size === 'number' && Number.isInteger(size) && size > 0) return size;
-  const m = typeof size === 'string' ? /^([1-9]\d*)([MG])$/.exec(size.trim()) : null;
-  if (!m) throw new UserError(`${configKey}: disk_size ${JSON.stringify(size)} should look like "1024M"`);
-  return Number(m[1]) * (m[2] === 'G' ? 1024 : 1);
-}
-
 /**
  * The layout of the disk: BIOS (extlinux) = MBR, one bootable Linux partition from 1 MiB; UEFI (grub-efi) =
  * GPT, an 8 MiB ESP from 1 MiB, then the root partition up to the backup GPT. Partition sizes are whole 4 KiB
