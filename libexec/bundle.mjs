@@ -43,6 +43,8 @@ await esbuild.build({
   target: 'node20',
   external: EXTERNAL,
   sourcemap: 'external',
+  // non-ASCII characters are escaped, so the loader can read the file as Latin-1 (no UTF-8 decoding)
+  charset: 'ascii',
   logLevel: 'warning',
   // the one ES module feature the sources use that CommonJS lacks (main.ts finds the repository from it)
   define: { 'import.meta.url': '__bundleUrl' },

@@ -25,7 +25,8 @@ function run() {
     require(file);
     return;
   }
-  const source = readFileSync(file, 'utf8');
+  // (the bundle is ASCII: libexec/bundle.mjs escapes everything else; Latin-1 skips UTF-8 decoding, ~2 ms)
+  const source = readFileSync(file, 'latin1');
   const id = /^\/\/ bundle ([0-9a-f]+)\n/.exec(source)?.[1];
   if (!id) {
     require(file);

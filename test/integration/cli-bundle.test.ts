@@ -110,6 +110,8 @@ describe('the bundle’s source map', () => {
   it('maps the bundle back to the TypeScript sources (what --debug stack traces show)', async () => {
     const text = await readFile(bundle, 'utf8');
     expect(text.trimEnd().endsWith('//# sourceMappingURL=main.cjs.map')).toBe(true);
+    // the loader reads it as Latin-1: it must be ASCII
+    expect(/[^\x00-\x7f]/.test(text)).toBe(false);
     const map = new SourceMap(JSON.parse(await readFile(`${bundle}.map`, 'utf8')));
     const lines = text.split('\n');
     const line = lines.findIndex((l) => l.includes('function repoRoot('));
