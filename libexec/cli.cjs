@@ -4,8 +4,9 @@
 // is called: the YAML parser, the logger, the option parser, the config resolution. V8 can save the compiled
 // bytecode of every function a run used and take it back on the next start (Node 22 does this with
 // module.enableCompileCache(); Node 20, which this tool supports, does not have it). So the bundle is compiled
-// with vm.Script and the cache in dist/cli/main.cjs.<id>.cache, where <id> is the digest on the bundle's first
-// line: a cache is only ever used with the bundle it was made from (V8 itself only compares the source length).
+// with vm.Script and the cache in dist/cli/main.cjs.<id>[.<flags>].cache, where <id> is the digest on the bundle's
+// first line: a cache is only ever used with the bundle it was made from (V8 itself only compares the source
+// length); <flags> is a digest of the V8 flags the run was started with, if any.
 //
 // The cache is written, atomically, at the end of a run that had none, whose cache V8 refused (another Node or
 // V8 flags), or whose step the cache has not seen yet (so it grows to cover --help, configs, state, local, ...;
@@ -13,6 +14,7 @@
 // checkout, another user) only costs the time it would have saved. With --debug (--enable-source-maps) the
 // bundle is loaded with require(), so stack traces go through the source maps to the TypeScript sources.
 'use strict';
+const { createHash } = require('node:crypto');
 const { readFileSync, renameSync, writeFileSync, rmSync } = require('node:fs');
 const { join } = require('node:path');
 const Module = require('node:module');
@@ -32,7 +34,11 @@ function run() {
     require(file);
     return;
   }
-  const cacheFile = `${file}.${id}.cache`;
+  // V8 refuses a cache made under other V8 flags (./build runs `configs` with --no-opt), so each set of flags
+  // has its own
+  const flags = process.execArgv.filter((a) => a !== '--enable-source-maps').join(' ');
+  const flagsId = flags ? `.${createHash('sha256').update(flags).digest('hex').slice(0, 8)}` : '';
+  const cacheFile = `${file}.${id}${flagsId}.cache`;
   const seenFile = `${cacheFile}.steps`;
   // the first word that is not an option: the step (or a flag alone: --help, --version)
   const kind = process.argv.slice(2).find((a) => !a.startsWith('-')) ?? process.argv[2] ?? '';

@@ -2,6 +2,7 @@
 // by a run, grows with each new step, is used only with the bundle it was made from, and a damaged cache costs
 // nothing but time. The loader runs from a copy of libexec/ and dist/cli/ so the checkout's own cache is untouched.
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { SourceMap } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -104,6 +105,41 @@ describe('the code cache of the bundled CLI', () => {
       [now.cache!.split('/').pop()!, other.split('/').pop()!].sort(),
     );
   }, 60_000);
+});
+
+describe('V8 flags and the code cache', () => {
+  it('a run under other V8 flags (./build runs configs with --no-opt) has a cache of its own', async () => {
+    const plain = await cacheFiles();
+    expect(plain.cache).toBeDefined();
+    const before = await readFile(plain.cache!);
+    await run(process.execPath, ['--no-opt', cli, '--version'], { env });
+    const names = (await readdir(join(dir, 'dist', 'cli'))).filter((n) => n.endsWith('.cache'));
+    const flagged = names.filter((n) => /^main\.cjs\.[0-9a-f]{32}\.[0-9a-f]{8}\.cache$/.test(n));
+    expect(flagged).toHaveLength(1);
+    // the cache of the runs without flags is untouched
+    expect((await readFile(plain.cache!)).equals(before)).toBe(true);
+    // and the flagged one is taken by the next run under the same flags (not rewritten)
+    const f = join(dir, 'dist', 'cli', flagged[0]!);
+    const mtime = (await stat(f)).mtimeMs;
+    await run(process.execPath, ['--no-opt', cli, '--version'], { env });
+    expect((await stat(f)).mtimeMs).toBe(mtime);
+  }, 60_000);
+
+  it('./build runs configs, and only configs, without the optimizing compiler and lazily compiled', async () => {
+    const work = join(dir, 'wrapper-work');
+    expect((await runBuild(['configs', '--work-dir', work, '--releases-url', RELEASES_URL])).code).toBe(0);
+    expect((await runBuild(['state', '--help'])).code).toBe(0);
+    const id = /^\/\/ bundle ([0-9a-f]{32})\n/.exec(
+      await readFile(join(ROOT, 'dist', 'cli', 'main.cjs'), 'utf8'),
+    )?.[1];
+    const noOpt = createHash('sha256').update('--no-opt --max-lazy').digest('hex').slice(0, 8);
+    const steps = async (name: string) =>
+      (await readFile(join(ROOT, 'dist', 'cli', `${name}.steps`), 'utf8')).split('\n');
+    // (the checkout's own caches, which other tests' runs write too: only configs runs ever write the flagged one)
+    const flagged = await steps(`main.cjs.${id}.${noOpt}.cache`);
+    expect(flagged).toContain('configs');
+    expect(flagged).not.toContain('state');
+  }, 120_000);
 });
 
 describe('the bundle’s source map', () => {
