@@ -25,6 +25,7 @@ import { HOST_FIRMWARE } from '../src/local/firmware.js';
 import { Image } from '../src/state/image.js';
 import { emptyState, stateAfter } from '../src/state/image-state.js';
 import { silentLogger } from '../src/util/log.js';
+import { sampleConfig } from '../test/fixtures/local/sample.js';
 import { chrootUnavailable, ensureTinyImage } from '../test/helpers/alpine-image.js';
 import { bootImagesUnavailable, ensureBootImage, type ImageVariant } from '../test/helpers/boot-images.js';
 
@@ -36,19 +37,19 @@ const CONFIGS: {
   name: string;
   firmware: 'bios' | 'uefi';
   variant: ImageVariant | 'aarch64-tiny';
-  services: string;
+  services: string[];
 }[] = [
-  { name: 'bios', firmware: 'bios', variant: 'trimmed', services: 'default=networking,sshd' },
-  { name: 'uefi', firmware: 'uefi', variant: 'trimmed', services: 'default=networking,sshd' },
-  { name: 'full', firmware: 'bios', variant: 'full', services: 'default=networking,sshd,chronyd,crond' },
+  { name: 'bios', firmware: 'bios', variant: 'trimmed', services: ['networking', 'sshd'] },
+  { name: 'uefi', firmware: 'uefi', variant: 'trimmed', services: ['networking', 'sshd'] },
+  { name: 'full', firmware: 'bios', variant: 'full', services: ['networking', 'sshd', 'chronyd', 'crond'] },
   {
     name: 'full-parallel',
     firmware: 'bios',
     variant: 'full-parallel',
-    services: 'default=networking,sshd,chronyd,crond',
+    services: ['networking', 'sshd', 'chronyd', 'crond'],
   },
   // services, packages, motd, kernel options: the image's own resolved config
-  { name: 'aarch64', firmware: 'uefi', variant: 'aarch64-tiny', services: '' },
+  { name: 'aarch64', firmware: 'uefi', variant: 'aarch64-tiny', services: [] },
 ];
 
 const selected = CONFIGS.filter((c) => !onlyArg || onlyArg.split(',').includes(c.name));
@@ -91,7 +92,8 @@ try {
       file = await ensureBootImage({ firmware: cfg.firmware, cloud: 'nocloud', variant: cfg.variant });
     }
     for (let i = 1; i <= runs; i++) {
-      const fixture = {
+      // a typed configuration (an untyped one with the old joined strings went stale with the typed config)
+      const fixture = sampleConfig({
         config_key: `bench-${cfg.name}`,
         image_key: `bench-${cfg.name}`,
         name: `bench-${cfg.name}-r{revision}`,
@@ -102,11 +104,11 @@ try {
         login: 'alpine',
         image_format: 'qcow2',
         motd: 'Welcome to Alpine!',
-        packages: { add: 'alpine-base openssh tiny-cloud', del: '', noscripts: '' },
-        services: { enable: cfg.services, disable: '' },
-        kernel_options: 'console=ttyS0,115200',
+        packages: { add: ['alpine-base', 'openssh', 'tiny-cloud'], del: [], noscripts: [] },
+        services: { enable: { default: cfg.services }, disable: {} },
+        kernel_options: ['console=ttyS0,115200'],
         qemu: {},
-      } as unknown as ImageConfig;
+      });
       const config = armConfig
         ? ({
             ...armConfig,
