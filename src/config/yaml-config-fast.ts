@@ -119,38 +119,44 @@ class FlowReader {
     return { kind: 'scalar', value: plainScalar(text), keyText: text, ...at };
   }
 
-  seq(): SeqNode {
-    const at = this.at();
-    this.pos++; // [
-    const items: YNode[] = [];
+  /**
+   * The entries of the flow collection whose opening bracket is at pos, up to its `close` bracket: `entry` reads
+   * one entry (the separating commas and blanks are read here; a trailing comma is left to the library).
+   */
+  private entries(close: ']' | '}', entry: () => void): void {
+    this.pos++; // [ or {
     this.skipSpaces();
-    if (this.s[this.pos] === ']') {
+    if (this.s[this.pos] === close) {
       this.pos++;
-      return { kind: 'seq', items, ...at };
+      return;
     }
     for (;;) {
+      entry();
+      this.skipSpaces();
+      const c = this.s[this.pos++];
+      if (c === close) return;
+      if (c !== ',') throw new Unsupported('flow collection');
+      this.skipSpaces();
+      if (this.s[this.pos] === close) throw new Unsupported('trailing comma');
+    }
+  }
+
+  seq(): SeqNode {
+    const at = this.at();
+    const items: YNode[] = [];
+    this.entries(']', () => {
       const node = this.item();
       this.skipSpaces();
       if (this.s[this.pos] === ':') throw new Unsupported('flow pair in a list');
       items.push(node);
-      const c = this.s[this.pos++];
-      if (c === ']') return { kind: 'seq', items, ...at };
-      if (c !== ',') throw new Unsupported('flow list');
-      this.skipSpaces();
-      if (this.s[this.pos] === ']') throw new Unsupported('trailing comma');
-    }
+    });
+    return { kind: 'seq', items, ...at };
   }
 
   map(): MapNode {
     const at = this.at();
-    this.pos++; // {
     const items: { key: YNode; value: YNode | null }[] = [];
-    this.skipSpaces();
-    if (this.s[this.pos] === '}') {
-      this.pos++;
-      return { kind: 'map', items, ...at };
-    }
-    for (;;) {
+    this.entries('}', () => {
       const key = this.item();
       if (key.kind !== 'scalar') throw new Unsupported('flow key');
       this.skipSpaces();
@@ -159,15 +165,9 @@ class FlowReader {
       this.skipSpaces();
       const c = this.s[this.pos];
       if (c === ',' || c === '}') throw new Unsupported('flow pair without value');
-      const value = this.item();
-      items.push({ key, value });
-      this.skipSpaces();
-      const d = this.s[this.pos++];
-      if (d === '}') return { kind: 'map', items, ...at };
-      if (d !== ',') throw new Unsupported('flow map');
-      this.skipSpaces();
-      if (this.s[this.pos] === '}') throw new Unsupported('trailing comma');
-    }
+      items.push({ key, value: this.item() });
+    });
+    return { kind: 'map', items, ...at };
   }
 
   /** after the node: only blanks and a comment may follow */
