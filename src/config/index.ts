@@ -14,7 +14,7 @@ export { PROJECT_PLACEHOLDER } from './project.js';
 export type { ConfigCheck, ConfigIssue } from './resolve.js';
 export { dimensionKeys, selectVariants } from './select.js';
 export type { ImageConfig, ImagesFile } from './types.js';
-export { cleanWorkDir, WORK_KEEP } from './workdir.js';
+export { WORK_KEEP } from './workdir.js';
 
 export interface ConfigContext {
   readonly rootDir: string;

@@ -30,7 +30,7 @@ import { rm } from 'node:fs/promises';
 import { basename, dirname, join, normalize, relative, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { UserError } from '../util/errors.js';
-import { isInside, syncDir } from '../util/fs.js';
+import { isInside, lexistsSync, syncDir } from '../util/fs.js';
 import { onInterrupt } from '../util/interrupt.js';
 
 /** What the work directory is made of from the sources. */
@@ -99,16 +99,6 @@ function isDir(p: string): boolean {
   }
 }
 
-/** Whether a path exists, without following a final symlink. */
-function lexists(p: string): boolean {
-  try {
-    lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 function shown(p: string): string {
   const r = relative(process.cwd(), p);
   return r && !r.startsWith('..') ? r : p;
@@ -122,27 +112,6 @@ function moveWorkDirAside(workDir: string, aside: string, log: Logger, keepAlso:
     if (keep.has(name)) continue;
     log.debug(`removing ${join(workDir, name)}`);
     renameSync(join(workDir, name), join(aside, name));
-  }
-}
-
-/** Remove everything in work/ except WORK_KEEP (and the given extra names). */
-export async function cleanWorkDir(
-  workDir: string,
-  log: Logger,
-  keepAlso: readonly string[] = [],
-): Promise<void> {
-  let entries: string[];
-  try {
-    entries = readdirSync(workDir);
-  } catch {
-    return;
-  }
-  const keep = new Set<string>([...WORK_KEEP, ...keepAlso]);
-  log.info(`cleaning work directory ${shown(workDir)} (keeping caches)`);
-  for (const name of entries) {
-    if (keep.has(name)) continue;
-    log.debug(`removing ${join(workDir, name)}`);
-    rmSync(join(workDir, name), { recursive: true, force: true });
   }
 }
 
@@ -216,7 +185,7 @@ function copyTree(
       // the selector may be replaced; only one selector (yaml or conf) is kept: the last one installed
       for (const s of SELECTORS) {
         const existing = join(dest, s);
-        if (lexists(existing)) {
+        if (lexistsSync(existing)) {
           log.debug(`replacing ${join(shownDest, s)} with ${relPath} -> ${target}`);
           rmSync(existing, { force: true });
           origins.delete(existing);
@@ -242,12 +211,12 @@ function copyTree(
       }
     }
     if (st.isDirectory()) {
-      if (!lexists(dst)) mkdirSync(dst);
+      if (!lexistsSync(dst)) mkdirSync(dst);
       else if (!isDir(dst)) throw overwriteError(src, dst, shownDest, dest, origins);
       copyTree(srcDir, relPath, overlay, dest, shownDest, origins, log);
       continue;
     }
-    if (lexists(dst)) throw overwriteError(src, dst, shownDest, dest, origins);
+    if (lexistsSync(dst)) throw overwriteError(src, dst, shownDest, dest, origins);
     copyFileSync(src, dst);
     chmodSync(dst, st.mode & 0o7777);
     origins.set(dst, src);
@@ -367,7 +336,7 @@ export async function stageWorkDir(opts: StageOptions): Promise<Staged> {
       mkdirSync(aside, { recursive: true });
       if (opts.clean) moveWorkDirAside(workDir, aside, log, [basename(dir)]);
       for (const o of needed) {
-        if (lexists(join(workDir, o))) renameSync(join(workDir, o), join(aside, o));
+        if (lexistsSync(join(workDir, o))) renameSync(join(workDir, o), join(aside, o));
         renameSync(join(dir, o), join(workDir, o));
       }
       await syncDir(workDir);

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, lstatSync } from 'node:fs';
 import { lstat, mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, sep } from 'node:path';
 
@@ -53,6 +53,16 @@ export async function exists(path: string): Promise<boolean> {
 export async function lexists(path: string): Promise<boolean> {
   try {
     await lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** lexists, synchronously (the work-directory installation copies a few dozen files with synchronous calls). */
+export function lexistsSync(path: string): boolean {
+  try {
+    lstatSync(path);
     return true;
   } catch {
     return false;
