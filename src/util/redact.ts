@@ -65,12 +65,10 @@ export function redactText(text: string): string {
   if (!text.includes('://')) return text;
   // the URLs, found from each "://" (the regular expression tries a scheme at every letter of a
   // long text, such as images.yaml, which takes milliseconds)
-  // (the text is copied only up to the URLs that change, and each distinct URL is redacted once: images.yaml
-  // repeats the same few URLs in every variant)
+  // (the text is copied only up to the URLs that change)
   let out = '';
   let copied = 0;
   let scanned = 0;
-  const seen = new Map<string, string>();
   for (let i = text.indexOf('://'); i >= 0; i = text.indexOf('://', i + 3)) {
     if (i < scanned) continue;
     let start = i;
@@ -81,11 +79,7 @@ export function redactText(text: string): string {
     if (start === i || end === i + 3) continue;
     scanned = end;
     const url = text.slice(start, end);
-    let shown = seen.get(url);
-    if (shown === undefined) {
-      shown = redactUrl(url);
-      seen.set(url, shown);
-    }
+    const shown = redactUrl(url);
     if (shown === url) continue;
     out += text.slice(copied, start) + shown;
     copied = end;
